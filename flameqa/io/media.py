@@ -1,0 +1,246 @@
+"""Media probing and streaming decode with PyAV (FFmpeg libraries inside the wheel).
+
+Frames are streamed, never held whole: memory does not grow with video length.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class MediaError(Exception):
+    """A media file that cannot be used; the message says why."""
+
+
+@dataclass
+class Probe:
+    duration_s: float | None = None
+    fps: float | None = None
+    vfr: bool = False
+    width: int | None = None
+    height: int | None = None
+    rotation: int = 0
+    has_video: bool = False
+    has_audio: bool = False
+    audio_rate: int | None = None
+    audio_channels: int | None = None
+    n_frames: int | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+def _rotation(stream) -> int:
+    """Display rotation in degrees (multiple of 90) from the stream's display matrix side data."""
+    try:
+        for sd in stream.side_data or []:  # PyAV ≥ 14 exposes display matrix side data here
+            pass
+    except Exception:  # noqa: BLE001
+        pass
+    for getter in (
+        lambda: stream.metadata.get("rotate"),
+        lambda: getattr(stream.codec_context, "display_rotation", None),
+    ):
+        try:
+            v = getter()
+        except Exception:  # noqa: BLE001
+            v = None
+        if v not in (None, ""):
+            return int(round(float(v) / 90.0)) * 90 % 360
+    try:
+        from av.sidedata import Type  # type: ignore
+
+        sd = stream.side_data.get(Type.DISPLAYMATRIX) if hasattr(stream.side_data, "get") else None
+        if sd is not None:
+            m = np.frombuffer(bytes(sd), dtype=np.int32).reshape(3, 3).astype(np.float64) / 65536.0
+            ang = math.degrees(math.atan2(m[0, 1], m[0, 0]))
+            return int(round(-ang / 90.0)) * 90 % 360
+    except Exception:  # noqa: BLE001
+        pass
+    return 0
+
+
+def probe(path: str | os.PathLike, scan_frames: int = 120) -> Probe:
+    """Read container/stream facts; scans the first ``scan_frames`` packets to detect VFR."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise MediaError(f"cannot open {path}: {e}") from None
+    with container:
+        p = Probe()
+        if container.duration is not None:
+            p.duration_s = container.duration / 1_000_000
+        vs = container.streams.video[0] if container.streams.video else None
+        aus = container.streams.audio[0] if container.streams.audio else None
+        if aus is not None:
+            p.has_audio = True
+            p.audio_rate = aus.codec_context.sample_rate or aus.rate
+            p.audio_channels = aus.codec_context.channels
+        if vs is not None:
+            p.has_video = True
+            p.width, p.height = vs.codec_context.width, vs.codec_context.height
+            rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+            p.fps = float(rate) if rate else None
+            p.rotation = _rotation(vs)
+            if p.rotation in (90, 270):
+                p.width, p.height = p.height, p.width
+            if vs.duration is not None and vs.time_base is not None:
+                p.duration_s = max(p.duration_s or 0.0, float(vs.duration * vs.time_base))
+            p.n_frames = vs.frames or None
+            # VFR: packet durations/timestamps of the first packets vary
+            pts = []
+            try:
+                for i, pkt in enumerate(container.demux(vs)):
+                    if pkt.pts is not None:
+                        pts.append(float(pkt.pts * vs.time_base))
+                    if i >= scan_frames:
+                        break
+            except av.error.FFmpegError:
+                p.flags.append("demux_error")
+            if len(pts) >= 4:
+                d = np.diff(np.sort(np.asarray(pts)))
+                d = d[d > 0]
+                if d.size >= 3 and (d.max() - d.min()) > 0.25 * np.median(d):
+                    p.vfr = True
+                    p.flags.append("vfr")
+        if p.rotation:
+            p.flags.append(f"rotated_{p.rotation}")
+        if not p.has_audio:
+            p.flags.append("no_audio")
+        return p
+
+
+def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    # display rotation is counter-clockwise degrees: undo it so faces are upright
+    k = {0: 0, 90: -1, 180: 2, 270: 1}.get(rotation % 360, 0)
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    fps: float = 25.0,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    rotation: int = 0,
+    size: tuple[int, int] | None = None,
+    fmt: str = "rgb24",
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Stream frames resampled to ``fps`` within ``[start_s, end_s)``.
+
+    Yields ``(idx, t, image)``: idx = frame number at the target rate counted from ``start_s``,
+    t = target time in seconds from the video start, image = contiguous upright ``H×W×3`` uint8
+    (``size=(W, H)`` rescales in FFmpeg's swscale before conversion). For each target time the most
+    recent decoded frame at or before it is used (so VFR input comes out at a constant rate).
+    """
+    import av
+
+    step = 1.0 / fps
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise MediaError(f"cannot open {path}: {e}") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"{path} has no video stream")
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        if start_s > 1.0:
+            container.seek(int(max(0.0, start_s - 1.0) / vs.time_base), stream=vs, backward=True)
+        idx = 0
+        target = start_s
+        prev = None  # (time, frame) of the latest decoded frame
+        eps = 1e-6
+        kw = {"format": fmt}
+        if size is not None:
+            kw.update(width=int(size[0]), height=int(size[1]))
+
+        def emit(frame):
+            return np.ascontiguousarray(_upright(frame.to_ndarray(**kw), rotation))
+
+        def within(t: float) -> bool:
+            return end_s is None or t < end_s - eps
+
+        try:
+            for frame in container.decode(vs):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * vs.time_base)
+                if not within(target):
+                    break
+                # every target time before this frame is shown by the previous frame (or, before the
+                # first decoded frame, by this one)
+                while target < t - eps and within(target):
+                    yield idx, round(target, 6), emit(prev[1] if prev is not None else frame)
+                    idx += 1
+                    target = start_s + idx * step
+                prev = (t, frame)
+            if prev is not None:  # the last frame is shown for one source frame interval
+                dur = 1.0 / float(vs.average_rate) if vs.average_rate else step
+                while target < prev[0] + dur - eps and within(target):
+                    yield idx, round(target, 6), emit(prev[1])
+                    idx += 1
+                    target = start_s + idx * step
+        except av.error.FFmpegError as e:
+            log.warning("decode stopped early in %s at %.2fs: %s", path, target, e)
+
+
+def extract_audio(path: str | os.PathLike, dest: str | os.PathLike, sample_rate: int = 16000) -> float:
+    """Decode the first audio stream to mono 16-bit PCM wav at ``sample_rate`` (temp + rename).
+
+    Returns the audio duration in seconds. Streams: memory does not grow with length.
+    """
+    import av
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    n = 0
+    try:
+        with av.open(str(path)) as container, wave.open(tmp, "wb") as w:
+            if not container.streams.audio:
+                raise MediaError(f"{path} has no audio stream")
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(sample_rate)
+            a = container.streams.audio[0]
+            res = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+            def write(frames):
+                nonlocal n
+                for rf in frames:
+                    buf = rf.to_ndarray().reshape(-1)
+                    n += buf.size
+                    w.writeframes(buf.astype("<i2").tobytes())
+            try:
+                for frame in container.decode(a):
+                    write(res.resample(frame))
+            except av.error.FFmpegError as e:
+                log.warning("audio decode stopped early in %s: %s", path, e)
+            write(res.resample(None))
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n / sample_rate
+
+
+def read_wav(path: str | os.PathLike, start_s: float = 0.0, end_s: float | None = None) -> tuple[np.ndarray, int]:
+    """Read a span of a wav file as float32 mono in [-1, 1]; returns (samples [N], sample_rate)."""
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    start = int(round(start_s * info.samplerate))
+    stop = None if end_s is None else int(round(end_s * info.samplerate))
+    x, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    return x.mean(axis=1), sr

@@ -1,0 +1,371 @@
+"""Pipeline runner and the local executor.
+
+The unit of work is a shard: shard ``k`` of a stage's input table (for ingest: chunk ``k`` of the
+manifest) maps to shard ``k`` of each of its output tables. For each shard the executor reads the
+input rows and the side tables' shard ``k``, feeds the stage whole clips at a time, writes every
+output shard (temp + rename), then the markers (last). A shard whose markers carry the same config
+hash is skipped on rerun; ``overwrite`` redoes it. A stage that raises on a batch is retried one
+clip at a time; a clip that still fails becomes failed rows (``Stage.on_error``), never a lost clip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flameqa import __version__
+from flameqa.config import PipelineConfig, config_hash, save_config
+from flameqa.io import shards as sh
+from flameqa.io.schema import conform
+from flameqa.stages import ORDER, stage_class
+from flameqa.stages.base import Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardResult:
+    stage: str
+    shard: int
+    skipped: bool = False
+    rows: dict[str, int] = field(default_factory=dict)
+    status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class StageReport:
+    stage: str
+    shards: list[ShardResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed_shards(self) -> list[ShardResult]:
+        return [s for s in self.shards if s.error]
+
+
+@dataclass
+class RunReport:
+    out: Path
+    stages: list[StageReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(not s.failed_shards for s in self.stages)
+
+
+# ---------------------------------------------------------------------------------------------
+# shard planning
+
+
+def input_shards(out: Path, stage_name: str, manifest_rows: Sequence[dict] | None, cfg: PipelineConfig) -> list[int]:
+    cls = stage_class(stage_name)
+    if cls.input_table is None:
+        n = len(manifest_rows or [])
+        per = max(1, cfg.ingest.videos_per_shard)
+        return list(range((n + per - 1) // per))
+    return sh.completed_shards(out, cls.input_table)
+
+
+def stage_hash(cfg: PipelineConfig, stage_name: str, out: Path, idx: int, manifest_chunk: list[dict] | None) -> str:
+    """Config hash of one shard: the stage's config, the package version and the upstream hashes."""
+    cls = stage_class(stage_name)
+    parts = [__version__]
+    if cls.input_table is None:
+        parts.append(repr(manifest_chunk))
+    else:
+        for t in (cls.input_table, *cls.side_tables, *cls.optional_side_tables):
+            m = sh.read_marker(out, t, idx)
+            parts.append(f"{t}:{m.get('config_hash') if m else None}")
+    return config_hash(cfg.stage_config(stage_name), *parts)
+
+
+def shard_is_done(out: Path, cls: type[Stage], idx: int, h: str) -> bool:
+    for t in cls.output_tables:
+        m = sh.read_marker(out, t, idx)
+        if m is None or m.get("config_hash") != h or not sh.shard_path(out, t, idx).exists():
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# processing one shard (runs in the parent or in a worker process)
+
+
+def _groups(batch: pa.Table, key: str) -> list[pa.Table]:
+    """Split rows into groups sharing ``key`` (first-appearance order); no key → one row a group."""
+    if key not in batch.column_names or batch.num_rows == 0:
+        return [batch.slice(i, 1) for i in range(batch.num_rows)]
+    keys = batch.column(key).to_pylist()
+    order: dict[Any, list[int]] = {}
+    for i, k in enumerate(keys):
+        order.setdefault(k, []).append(i)
+    return [batch.take(pa.array(ix)) for ix in order.values()]
+
+
+def _filter_side(side: dict[str, pa.Table], key: str, values: list) -> dict[str, pa.Table]:
+    res = {}
+    for name, t in side.items():
+        if key in t.column_names and t.num_rows:
+            res[name] = t.filter(pc.is_in(t.column(key), value_set=pa.array(values, type=t.schema.field(key).type)))
+        else:
+            res[name] = t
+    return res
+
+
+def _status_counts(t: pa.Table) -> dict[str, int]:
+    if "status" not in t.column_names:
+        return {"ok": t.num_rows}
+    counts: dict[str, int] = {}
+    for s in t.column("status").to_pylist():
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def run_stage_on_rows(stage: Stage, rows: pa.Table, side: dict[str, pa.Table], batch_groups: int) -> dict[str, list[pa.Table]]:
+    """Feed ``rows`` to ``stage`` a few groups at a time; isolate failures to single groups."""
+    outputs: dict[str, list[pa.Table]] = {t: [] for t in stage.output_tables}
+    groups = _groups(rows, stage.group_key)
+    key = stage.group_key
+    for start in range(0, len(groups), max(1, batch_groups)):
+        chunk = groups[start : start + max(1, batch_groups)]
+        batch = pa.concat_tables(chunk)
+        try:
+            res = stage(batch, _filter_side(side, key, batch.column(key).to_pylist()) if key in batch.column_names else side)
+        except Exception:  # noqa: BLE001 - isolate the failing group below
+            log.warning("%s: a batch of %d groups raised; retrying one group at a time", stage.name, len(chunk))
+            res = {t: [] for t in stage.output_tables}
+            for g in chunk:
+                try:
+                    r = stage(g, _filter_side(side, key, g.column(key).to_pylist()) if key in g.column_names else side)
+                except Exception as e:  # noqa: BLE001 - becomes a failed row
+                    err = f"{type(e).__name__}: {e}"
+                    log.error("%s: group failed: %s\n%s", stage.name, err, traceback.format_exc(limit=4))
+                    r = stage.on_error(g, err)
+                    if r is None:
+                        raise
+                for t, v in r.items():
+                    res[t].append(v)
+            res = {t: pa.concat_tables([conform(t, x) for x in v]) if v else None for t, v in res.items()}
+        for t, v in res.items():
+            if v is not None:
+                outputs[t].append(conform(t, v))
+    return outputs
+
+
+def process_shard(
+    stage: Stage, cfg: PipelineConfig, out: Path, idx: int, h: str, rows: pa.Table, side: dict[str, pa.Table]
+) -> ShardResult:
+    t0 = time.perf_counter()
+    # clear markers of every output first: a crash from here on leaves the shard visibly incomplete
+    for t in stage.output_tables:
+        sh.marker_path(out, t, idx).unlink(missing_ok=True)
+    outputs = run_stage_on_rows(stage, rows, side, cfg.runner.batch_groups)
+    res = ShardResult(stage=stage.name, shard=idx)
+    tables = {t: (pa.concat_tables(v) if v else conform(t, [])) for t, v in outputs.items()}
+    for t, tbl in tables.items():
+        sh.write_shard(out, t, idx, tbl)
+        res.rows[t] = tbl.num_rows
+        res.status_counts[t] = _status_counts(tbl)
+    res.seconds = time.perf_counter() - t0
+    for t in stage.output_tables:  # markers last
+        sh.write_marker(
+            out,
+            t,
+            idx,
+            {
+                "stage": stage.name,
+                "table": t,
+                "shard": idx,
+                "rows": res.rows[t],
+                "status_counts": res.status_counts[t],
+                "config_hash": h,
+                "version": __version__,
+                "seconds": round(res.seconds, 3),
+                "input_rows": rows.num_rows,
+                "extra": getattr(stage, "marker_extra", lambda: {})(),
+            },
+        )
+    return res
+
+
+def load_inputs(out: Path, stage_name: str, idx: int, manifest_chunk: list[dict] | None) -> tuple[pa.Table, dict[str, pa.Table]]:
+    cls = stage_class(stage_name)
+    if cls.input_table is None:
+        from flameqa.ingest.manifest import manifest_table
+
+        rows = manifest_table(manifest_chunk or [])
+    else:
+        rows = sh.read_shard(out, cls.input_table, idx)
+    side = {}
+    for t in cls.side_tables:
+        side[t] = sh.read_shard(out, t, idx)
+    for t in cls.optional_side_tables:
+        side[t] = sh.read_shard(out, t, idx) if idx in sh.completed_shards(out, t) else conform(t, [])
+    return rows, side
+
+
+# worker-process state: one stage object per process, built once
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(stage_name: str, cfg_json: dict, ctx: StageContext) -> None:
+    from flameqa.logs import setup_logging
+
+    setup_logging(os.environ.get("FLAMEQA_LOG", "WARNING"))
+    cfg = PipelineConfig.model_validate(cfg_json)
+    _WORKER["cfg"] = cfg
+    _WORKER["stage"] = stage_class(stage_name)(cfg.stage_config(stage_name), ctx)
+
+
+def _worker_run(stage_name: str, out: str, idx: int, h: str, manifest_chunk: list[dict] | None) -> ShardResult:
+    stage, cfg = _WORKER["stage"], _WORKER["cfg"]
+    try:
+        rows, side = load_inputs(Path(out), stage_name, idx, manifest_chunk)
+        return process_shard(stage, cfg, Path(out), idx, h, rows, side)
+    except Exception as e:  # noqa: BLE001 - reported, the run goes on
+        return ShardResult(stage=stage_name, shard=idx, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the local executor
+
+
+def run_stage_local(
+    stage_name: str,
+    cfg: PipelineConfig,
+    out: Path,
+    manifest_rows: Sequence[dict] | None = None,
+    ctx: StageContext | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> StageReport:
+    cls = stage_class(stage_name)
+    ctx = ctx or StageContext(out=out)
+    report = StageReport(stage=stage_name)
+    t0 = time.perf_counter()
+    per = max(1, cfg.ingest.videos_per_shard)
+    chunks = {i: list(manifest_rows[i * per : (i + 1) * per]) for i in range((len(manifest_rows) + per - 1) // per)} if cls.input_table is None and manifest_rows is not None else {}
+    todo: list[tuple[int, str]] = []
+    for idx in input_shards(out, stage_name, manifest_rows, cfg):
+        h = stage_hash(cfg, stage_name, out, idx, chunks.get(idx))
+        if not cfg.runner.overwrite and shard_is_done(out, cls, idx, h):
+            report.shards.append(ShardResult(stage=stage_name, shard=idx, skipped=True))
+            continue
+        todo.append((idx, h))
+    if cls.input_table is not None and not todo and not report.shards:
+        log.warning("%s: no completed shards of its input table %r under %s: nothing to do", stage_name, cls.input_table, out)
+    done = 0
+    total = len(todo)
+    if progress:
+        progress(stage_name, 0, total)
+    if not todo:
+        report.seconds = time.perf_counter() - t0
+        return report
+    workers = max(1, min(cfg.runner.workers, total))
+    if workers == 1:
+        stage = cls(cfg.stage_config(stage_name), ctx)
+        try:
+            for idx, h in todo:
+                try:
+                    rows, side = load_inputs(out, stage_name, idx, chunks.get(idx))
+                    r = process_shard(stage, cfg, out, idx, h, rows, side)
+                except Exception as e:  # noqa: BLE001 - reported, the run goes on
+                    r = ShardResult(stage=stage_name, shard=idx, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+                report.shards.append(r)
+                done += 1
+                if progress:
+                    progress(stage_name, done, total)
+        finally:
+            stage.close()
+    else:
+        import multiprocessing as mp
+
+        # spawn: torch/mediapipe/onnx thread pools do not survive fork
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(stage_name, cfg.model_dump(mode="json"), ctx),
+        ) as pool:
+            futs = [pool.submit(_worker_run, stage_name, str(out), idx, h, chunks.get(idx)) for idx, h in todo]
+            for f in as_completed(futs):
+                report.shards.append(f.result())
+                done += 1
+                if progress:
+                    progress(stage_name, done, total)
+    for r in report.shards:
+        if r.error:
+            log.error("%s shard %05d failed (no marker written, rerun to retry): %s", stage_name, r.shard, r.error.splitlines()[0])
+    report.shards.sort(key=lambda r: r.shard)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    out: str | os.PathLike,
+    inputs: Sequence[str] | str | None = None,
+    stages: Iterable[str] | None = None,
+    show_progress: bool = True,
+    ctx: StageContext | None = None,
+) -> RunReport:
+    """Run ``stages`` (default: the config's) over ``out``; ``inputs`` (manifest/folder/glob) feed ingest."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sh.check_free_space(out)
+    save_config(cfg, out)
+    names = [s for s in ORDER if s in (list(stages) if stages is not None else cfg.stages)]
+    manifest_rows = None
+    if "ingest" in names:
+        if inputs is None:
+            raise ValueError("the ingest stage needs --input (a manifest file, a folder or a glob)")
+        from flameqa.ingest.manifest import read_manifest
+
+        manifest_rows = read_manifest(inputs)
+    if cfg.runner.executor == "ray":
+        from flameqa.executors.ray import run_stage_ray as run_one
+    else:
+        run_one = run_stage_local
+    report = RunReport(out=out)
+    with _Progress(show_progress) as prog:
+        for name in names:
+            log.info("stage %s", name)
+            report.stages.append(run_one(name, cfg, out, manifest_rows if name == "ingest" else None, ctx=ctx, progress=prog.update))
+    return report
+
+
+class _Progress:
+    """Rich progress bars per stage (no-op when disabled or not a terminal-friendly run)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.p = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"), TimeElapsedColumn())
+            self.p.__enter__()
+        return self
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.p.add_task(stage, total=total)
+        self.p.update(self.tasks[stage], completed=done, total=total)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.p.__exit__(*exc)

@@ -39,33 +39,17 @@ class Probe:
     flags: list[str] = field(default_factory=list)
 
 
-def _rotation(stream) -> int:
-    """Display rotation in degrees (multiple of 90) from the stream's display matrix side data."""
-    try:
-        for sd in stream.side_data or []:  # PyAV ≥ 14 exposes display matrix side data here
-            pass
-    except Exception:  # noqa: BLE001
-        pass
-    for getter in (
-        lambda: stream.metadata.get("rotate"),
-        lambda: getattr(stream.codec_context, "display_rotation", None),
-    ):
-        try:
-            v = getter()
-        except Exception:  # noqa: BLE001
-            v = None
-        if v not in (None, ""):
-            return int(round(float(v) / 90.0)) * 90 % 360
-    try:
-        from av.sidedata import Type  # type: ignore
+def _first_frame_rotation(container, vs) -> int:
+    """Display rotation (counter-clockwise degrees, multiple of 90) read off the first decoded frame.
 
-        sd = stream.side_data.get(Type.DISPLAYMATRIX) if hasattr(stream.side_data, "get") else None
-        if sd is not None:
-            m = np.frombuffer(bytes(sd), dtype=np.int32).reshape(3, 3).astype(np.float64) / 65536.0
-            ang = math.degrees(math.atan2(m[0, 1], m[0, 0]))
-            return int(round(-ang / 90.0)) * 90 % 360
-    except Exception:  # noqa: BLE001
-        pass
+    PyAV exposes the container's display matrix as ``VideoFrame.rotation``; phone videos store
+    upright-by-metadata frames this way.
+    """
+    try:
+        for frame in container.decode(vs):
+            return int(round(float(frame.rotation or 0) / 90.0)) * 90 % 360
+    except Exception:  # noqa: BLE001 - a broken first frame is reported by the decode later
+        return 0
     return 0
 
 
@@ -92,9 +76,6 @@ def probe(path: str | os.PathLike, scan_frames: int = 120) -> Probe:
             p.width, p.height = vs.codec_context.width, vs.codec_context.height
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate
             p.fps = float(rate) if rate else None
-            p.rotation = _rotation(vs)
-            if p.rotation in (90, 270):
-                p.width, p.height = p.height, p.width
             if vs.duration is not None and vs.time_base is not None:
                 p.duration_s = max(p.duration_s or 0.0, float(vs.duration * vs.time_base))
             p.n_frames = vs.frames or None
@@ -108,6 +89,10 @@ def probe(path: str | os.PathLike, scan_frames: int = 120) -> Probe:
                         break
             except av.error.FFmpegError:
                 p.flags.append("demux_error")
+            container.seek(0)
+            p.rotation = _first_frame_rotation(container, vs)
+            if p.rotation in (90, 270):
+                p.width, p.height = p.height, p.width
             if len(pts) >= 4:
                 d = np.diff(np.sort(np.asarray(pts)))
                 d = d[d > 0]
@@ -122,8 +107,9 @@ def probe(path: str | os.PathLike, scan_frames: int = 120) -> Probe:
 
 
 def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
-    # display rotation is counter-clockwise degrees: undo it so faces are upright
-    k = {0: 0, 90: -1, 180: 2, 270: 1}.get(rotation % 360, 0)
+    # display rotation is counter-clockwise degrees; np.rot90 turns counter-clockwise too
+    # (checked against ffmpeg's autorotate output in tests/ingest)
+    k = (rotation % 360) // 90
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
 
@@ -160,6 +146,7 @@ def iter_frames(
         idx = 0
         target = start_s
         prev = None  # (time, frame) of the latest decoded frame
+        last_dt = 0.0
         eps = 1e-6
         kw = {"format": fmt}
         if size is not None:
@@ -184,9 +171,10 @@ def iter_frames(
                     yield idx, round(target, 6), emit(prev[1] if prev is not None else frame)
                     idx += 1
                     target = start_s + idx * step
+                last_dt = t - prev[0] if prev is not None else last_dt
                 prev = (t, frame)
-            if prev is not None:  # the last frame is shown for one source frame interval
-                dur = 1.0 / float(vs.average_rate) if vs.average_rate else step
+            if prev is not None:  # the last frame is shown for the last observed frame interval
+                dur = last_dt if last_dt and last_dt > 0 else step
                 while target < prev[0] + dur - eps and within(target):
                     yield idx, round(target, 6), emit(prev[1])
                     idx += 1

@@ -150,8 +150,8 @@ def conform(table: str, data: pa.Table | dict[str, Any] | list[dict[str, Any]]) 
     """
     schema = load_schema(table)
     if isinstance(data, list):
+        extra = {k for row in data for k in row} - set(schema.names)
         data = {name: [row.get(name) for row in data] for name in schema.names} if data else {n: [] for n in schema.names}
-        extra: set[str] = set()
     elif isinstance(data, pa.Table):
         extra = set(data.column_names) - set(schema.names)
         data = {n: data.column(n) for n in data.column_names if n in schema.names}

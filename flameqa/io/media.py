@@ -93,12 +93,16 @@ def probe(path: str | os.PathLike, scan_frames: int = 120) -> Probe:
             p.rotation = _first_frame_rotation(container, vs)
             if p.rotation in (90, 270):
                 p.width, p.height = p.height, p.width
-            if len(pts) >= 4:
-                d = np.diff(np.sort(np.asarray(pts)))
+            if len(pts) >= 8:
+                # packets come in decode order (B-frames reorder): sort, and drop the tail whose
+                # successors may not have been read yet
+                d = np.diff(np.sort(np.asarray(pts))[: max(4, int(len(pts) * 0.9))])
                 d = d[d > 0]
-                if d.size >= 3 and (d.max() - d.min()) > 0.25 * np.median(d):
-                    p.vfr = True
-                    p.flags.append("vfr")
+                if d.size >= 3:
+                    off = np.abs(d - np.median(d)) > 0.25 * np.median(d)
+                    if off.mean() > 0.05:
+                        p.vfr = True
+                        p.flags.append("vfr")
         if p.rotation:
             p.flags.append(f"rotated_{p.rotation}")
         if not p.has_audio:

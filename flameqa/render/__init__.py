@@ -1,0 +1,1 @@
+"""Mesh overlay rendering on CPU (OpenCV rasterization): see ``raster`` and ``video``."""

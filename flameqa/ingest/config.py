@@ -10,8 +10,9 @@ class IngestConfig(Config):
     """Audio is extracted to mono PCM at this rate."""
     videos_per_shard: int = 4
     """How many input videos make one shard (the unit of resume and parallelism)."""
-    shot_threshold: float = 30.0
-    """Mean absolute difference (0-255) between consecutive downscaled gray frames that marks a cut."""
+    shot_threshold: float = 8.0
+    """Mean absolute difference (0-255) of consecutive 64×36 gray frames that can mark a cut (it must
+    also be 4× the median difference of the previous second)."""
     min_clip_s: float = 1.0
     """Shots shorter than this are dropped from `clips` (they are kept in the videos' shot count)."""
     hash_files: bool = True

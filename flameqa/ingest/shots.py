@@ -19,7 +19,7 @@ def detect_shots(
     *,
     fps: float,
     rotation: int = 0,
-    threshold: float = 20.0,
+    threshold: float = 8.0,
     ratio: float = 4.0,
     size: tuple[int, int] = (64, 36),
 ) -> tuple[list[tuple[float, float]], int]:

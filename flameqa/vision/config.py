@@ -1,17 +1,69 @@
+"""Configs of the face stages: ``faces`` (landmarks, tracks) and ``speakers`` (active speaker)."""
+
 from __future__ import annotations
 
 from flameqa.configbase import Config
 
 
-class FacesConfig(Config):
+class LandmarkerConfig(Config):
+    """MediaPipe FaceLandmarker (Tasks API) settings."""
+
     model: str = "face_landmarker"
-    """Path to a face_landmarker.task bundle or a model-cache name."""
+    """Path to a ``face_landmarker.task`` bundle, or a model-cache name (filled by ``make setup``)."""
+    allow_download: bool = False
+    """Fetch the official bundle when neither a path nor the cache has it (never in tests)."""
     max_faces: int = 4
+    """Faces MediaPipe looks for per frame. Above 1 its detector runs on every frame that has fewer
+    tracked faces (~10 % slower); extra faces beyond this are not seen."""
+    min_detection_confidence: float = 0.5
+    """BlazeFace score a new face needs (MediaPipe's default)."""
+    min_presence_confidence: float = 0.5
+    """Landmark-model face presence needed to keep a face (MediaPipe's default)."""
+    min_tracking_confidence: float = 0.5
+    """Below this the landmarker re-detects instead of following last frame's face (MediaPipe's default)."""
+    max_side: int = 1920
+    """Frames whose longer side exceeds this (4K) are downscaled by the decoder before MediaPipe;
+    landmarks are mapped back to full-resolution pixels. MediaPipe crops faces to 256 px
+    internally, so only very small faces in very large frames lose anything."""
+    det_score: bool = True
+    """Run the bundle's BlazeFace detector on every frame to give each face a detection score
+    (``det_score``; ~15 % of the landmarker's time). False: det_score is 1.0 on detected frames."""
+    det_score_min: float = 0.1
+    """Detector threshold used for scoring only (a tracked face the detector misses scores 0)."""
+
+
+class FacesConfig(Config):
+    landmarker: LandmarkerConfig = LandmarkerConfig()
     max_segment_frames: int = 750
     """Face-track rows are cut into windows of at most this many frames (30 s at 25 fps)."""
-    allow_download: bool = False
+    max_gap_frames: int = 25
+    """A track survives this many frames without its face (occlusion, turning away, a blink of the
+    detector); the missing frames are kept with ``detected=false``. Longer absences end the track."""
+    min_track_frames: int = 5
+    """Tracks with fewer detected frames are dropped as spurious (counted in the shard marker)."""
+    min_iou: float = 0.2
+    """Bounding-box IoU needed to link a face to a track's last box ..."""
+    max_center_shift: float = 0.6
+    """... or a centre shift below this fraction of the face size (fast motion, after a gap)."""
+    min_face_px: float = 64.0
+    """Faces whose median landmark-box size (full-resolution pixels) is below this get ``small_face``."""
+    profile_yaw_deg: float = 45.0
+    """Segments where most detected frames turn further than this get ``profile``."""
+    many_faces: int = 3
+    """Segments with at least this many faces in one frame get ``many_faces``."""
+    black_luma: float = 12.0
+    """Frames whose mean luma (0-255) is below this count as black (flag ``black_frames``)."""
+    spool_mb: int = 256
+    """Output rows of one clip beyond this size are spooled to a memory-mapped Arrow file under
+    ``OUT/tmp`` instead of RAM, so a 1-hour clip does not hold gigabytes of landmarks in memory."""
 
 
 class SpeakersConfig(Config):
     min_score: float = 0.2
     """A speaker maps to a face track only when the correlation score reaches this."""
+    window_s: float = 0.5
+    """Mouth activity = rolling standard deviation of mouth opening over this window; voice
+    activity is smoothed by the same window so the two signals have the same time resolution."""
+    min_overlap_s: float = 1.0
+    """A track and a speaker must share at least this much time (track visible, speaker talking)
+    for their score to count."""

@@ -53,6 +53,9 @@ class MonologueConfig(Config):
 
     max_pause_s: float = 1.5
     """A pause between words longer than this ends a sentence and a segment."""
+    min_segment_s: float = 3.0
+    """Shortest monologue segment, seconds (short remarks make poor answers to a generated question;
+    ``filters.min_answer_s`` applies too)."""
     source: Literal["unpaired", "single_speaker_clips"] = "unpaired"
     """``unpaired``: every run of an on-camera speaker that is neither a question nor used as a
     dialogue answer; ``single_speaker_clips``: only clips where one speaker talks."""

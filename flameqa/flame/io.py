@@ -672,3 +672,44 @@ def find_next_to(model_path: Path, names: tuple[str, ...]) -> Path | None:
             if cand.is_file():
                 return cand
     return None
+
+
+def describe_model(path: str | os.PathLike) -> dict[str, Any]:
+    """What a model file holds (dims, joints, embeddings, license), as a JSON-ready dict.
+
+    Embeddings are reported from the file itself or, for FLAME files, from the standard file names
+    next to it (what :meth:`flameqa.flame.FlameLayer.from_file` would load).
+    """
+    path = Path(path)
+    d = load_model(path)
+    jt = d.j_regressor.astype(np.float64) @ d.v_template.astype(np.float64)
+    mp_src = d.mediapipe.source if d.mediapipe is not None else None
+    n_mp = int(d.mediapipe.face_idx.shape[0]) if d.mediapipe is not None else 0
+    if d.mediapipe is None:
+        p = find_next_to(path, MEDIAPIPE_EMBEDDING_NAMES)
+        if p is not None:
+            emb = load_mediapipe_embedding(p, d.faces, n_vertices=d.n_vertices)
+            mp_src, n_mp = str(p), int(emb.face_idx.shape[0])
+    l68_src = d.lmk68.source if d.lmk68 is not None else None
+    if d.lmk68 is None:
+        p = find_next_to(path, LMK68_EMBEDDING_NAMES)
+        l68_src = str(p) if p is not None else None
+    return {
+        "path": str(path),
+        "model_id": d.model_id,
+        "n_vertices": d.n_vertices,
+        "n_faces": int(d.faces.shape[0]),
+        "n_shape": d.n_shape_file,
+        "n_expr": d.n_expr_file,
+        "n_pose_correctives": int(d.posedirs.shape[2]),
+        "pose_correctives_nonzero": bool(np.any(d.posedirs)),
+        "joints": [
+            {"index": j, "name": d.joint_names[j] if j < len(d.joint_names) else f"joint{j}", "parent": d.parents[j], "rest_m": [round(float(x), 5) for x in jt[j]]}
+            for j in range(len(d.parents))
+        ],
+        "extent_m": [round(float(x), 4) for x in (d.v_template.max(0) - d.v_template.min(0))],
+        "mediapipe_embedding": {"landmarks": n_mp, "source": mp_src} if mp_src else None,
+        "lmk68_embedding": {"source": l68_src} if l68_src else None,
+        "license": d.license_note,
+        "note": d.note,
+    }

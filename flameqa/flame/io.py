@@ -22,7 +22,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -207,9 +207,7 @@ def _torch_load_from_bytes(data: bytes) -> _TorchStorage:
         refs[str(pid[2])] = (pid[1], int(pid[4]))
         return str(pid[2])
 
-    u = RestrictedUnpickler(f, allow_torch=True)
-    u.persistent_load = persistent_load  # type: ignore[method-assign]
-    key = u.load()
+    key = RestrictedUnpickler(f, allow_torch=True, persistent=persistent_load).load()
     keys = RestrictedUnpickler(f, allow_torch=True).load()
     arrays: dict[str, np.ndarray] = {}
     for k in keys:
@@ -251,9 +249,12 @@ class RestrictedUnpickler(pickle.Unpickler):
     else raises :class:`UnsafePickleError` at the moment the pickle names it, before any call.
     """
 
-    def __init__(self, file: Any, *, allow_torch: bool = False, encoding: str = "latin1") -> None:
+    def __init__(
+        self, file: Any, *, allow_torch: bool = False, encoding: str = "latin1", persistent: Callable[[Any], Any] | None = None
+    ) -> None:
         super().__init__(file, encoding=encoding)
         self.allow_torch = allow_torch
+        self._persistent = persistent
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
@@ -290,6 +291,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid: Any) -> Any:
+        if self._persistent is not None:
+            return self._persistent(pid)
         raise UnsafePickleError(f"refusing persistent id {pid!r}")
 
 
@@ -316,7 +319,12 @@ def safe_npy_load(path: str | os.PathLike) -> Any:
     with open(path, "rb") as f:
         try:
             version = np.lib.format.read_magic(f)
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)  # noqa: SLF001
+            if version == (1, 0):
+                _, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                _, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
         except ValueError as e:
             raise FlameFileError(f"{path}: not a .npy file: {e}") from None
         if not dtype.hasobject:

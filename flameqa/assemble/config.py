@@ -85,7 +85,8 @@ class QuestionGenConfig(Config):
     backoff_s: float = 1.0
     """First retry delay, seconds (doubles each retry)."""
     temperature: float = 0.0
-    max_tokens: int = 64
+    reply_max_len: int = 64
+    """Upper bound on the reply's length in tokens (sent as the request's ``max_tokens``)."""
     system_prompt: str = (
         "You write the interviewer's question for a spoken answer. Reply with exactly one short, natural "
         "question in the answer's language that this answer responds to, and nothing else."

@@ -150,7 +150,7 @@ class ChatEndpointQuestions:
             "model": self.model,
             "messages": [{"role": "system", "content": self.cfg.system_prompt}, {"role": "user", "content": user}],
             "temperature": self.cfg.temperature,
-            "max_tokens": self.cfg.max_tokens,
+            "max_tokens": self.cfg.reply_max_len,
         }
 
     def _cache_path(self, payload: dict) -> Path | None:

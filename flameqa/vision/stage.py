@@ -1,0 +1,409 @@
+"""The face stages.
+
+* :class:`FacesStage` (``clips`` → ``faces``): streams each clip's frames, runs MediaPipe's
+  FaceLandmarker on every frame, links faces into tracks and writes one row per track segment.
+  A clip without any face gives one ``status="no_face"`` row (track_id -1, empty arrays); a clip
+  that cannot be decoded gives a ``status="failed"`` row with the reason.
+* :class:`SpeakersStage` (``faces`` + ``speech`` → ``speakers_faces``): maps each diarized speaker
+  of a clip to the face track whose mouth moves with their voice (or to -1, off camera).
+
+Both are built from their config alone (the local executor builds them in spawned worker
+processes); the FaceLandmarker bundle is read once per stage object.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from flameqa.stages.base import Stage, StageContext
+from flameqa.vision.config import FacesConfig, SpeakersConfig
+
+log = logging.getLogger(__name__)
+
+#: Flags a ``faces`` row may carry (documented in schemas/v1/faces.yaml).
+FLAGS = ("small_face", "profile", "many_faces", "gaps", "black_frames", "all_black", "downscaled", "rotated", "short_tracks")
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
+
+
+def detection_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
+    """(w, h) to decode frames at so the longer side is ≤ ``max_side`` (None: keep full size)."""
+    if max(width, height) <= max_side:
+        return None
+    s = max_side / max(width, height)
+    return _even(width * s), _even(height * s)
+
+
+class _Prefetch:
+    """Decode frames in a background thread, a few frames ahead (bounded queue = bounded memory).
+
+    PyAV releases the GIL while decoding and converting, and MediaPipe's calls run in C without
+    it, so decoding the next frame overlaps with landmarking this one.
+    """
+
+    _END = object()
+
+    def __init__(self, frames: Iterator[tuple[int, float, np.ndarray]], depth: int = 4) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, args=(frames,), name="faces-decode", daemon=True)
+        self._t.start()
+
+    def _run(self, frames: Iterator[tuple[int, float, np.ndarray]]) -> None:
+        try:
+            for item in frames:
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+            self._put(self._END)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            self._put(e)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(timeout=10)
+
+
+class _Sink:
+    """Collects a clip's output rows; past ``limit`` bytes they go to a memory-mapped Arrow file.
+
+    The runner wants the clip's rows back as one table. Kept in RAM, an hour of one face is
+    ~0.5 GB of landmarks; spooled, the returned table's buffers are file-backed pages the OS can
+    drop and re-read, so the process's memory stays flat. The file is unlinked as soon as it is
+    mapped (the mapping keeps it alive until the table is gone).
+    """
+
+    def __init__(self, schema: pa.Schema, limit: int, tmp_dir: Path) -> None:
+        self.schema = schema
+        self.limit = limit
+        self.tmp_dir = tmp_dir
+        self._parts: list[pa.Table] = []
+        self._bytes = 0
+        self._writer: Any = None
+        self._path: Path | None = None
+        self.rows = 0
+
+    def add(self, t: pa.Table) -> None:
+        self.rows += t.num_rows
+        if self._writer is None and self._bytes + t.nbytes > self.limit:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".faces-", suffix=".arrow", dir=self.tmp_dir)
+            os.close(fd)
+            self._path = Path(name)
+            self._writer = pa.ipc.new_file(str(self._path), self.schema)
+            for p in self._parts:
+                self._writer.write_table(p)
+            self._parts.clear()
+            log.info("faces: spooling output rows to %s (over %d MB)", self._path, self.limit >> 20)
+        if self._writer is not None:
+            self._writer.write_table(t)
+        else:
+            self._parts.append(t)
+            self._bytes += t.nbytes
+
+    def finish(self) -> pa.Table:
+        if self._writer is None:
+            return pa.concat_tables(self._parts) if self._parts else self.schema.empty_table()
+        self._writer.close()
+        try:
+            return pa.ipc.open_file(pa.memory_map(str(self._path))).read_all()
+        finally:
+            self._path.unlink(missing_ok=True)  # type: ignore[union-attr]
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._path.unlink(missing_ok=True)  # type: ignore[union-attr]
+        self._parts.clear()
+
+
+class FacesStage(Stage):
+    name = "faces"
+    input_table = "clips"
+    output_tables = ("faces",)
+
+    def __init__(self, config: FacesConfig, ctx: StageContext) -> None:
+        super().__init__(config, ctx)
+        from flameqa.vision.landmarker import FaceLandmarker
+
+        self.config: FacesConfig = config
+        self.landmarker = FaceLandmarker(config.landmarker)
+        self._stats = {"clips": 0, "frames": 0, "black_frames": 0, "dropped_tracks": 0, "segments": 0, "seconds": 0.0}
+
+    # -- rows -----------------------------------------------------------------------------
+    @staticmethod
+    def _base(clip: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            clip_id=clip["clip_id"], video_id=clip.get("video_id"), fps=float(clip.get("fps") or 25.0),
+            image_width=int(clip.get("width") or 0), image_height=int(clip.get("height") or 0),
+            clip_start_s=float(clip.get("start_s") or 0.0),
+        )
+
+    @classmethod
+    def _empty_row(cls, clip: Mapping[str, Any], status: str, error: str | None, flags: list[str]) -> dict[str, Any]:
+        f32 = np.zeros((0,), np.float32)
+        return dict(
+            cls._base(clip), track_id=-1, segment=0, frame_idx=[], detected=[], det_score=f32,
+            landmarks=np.zeros((0, 1434), np.float32), blendshapes=np.zeros((0, 52), np.float32),
+            transform=np.zeros((0, 16), np.float32), bbox=np.zeros((0, 4), np.float32), mouth_open=f32,
+            flags=flags, status=status, error=error,
+        )
+
+    def _segment_row(self, base: dict[str, Any], seg, clip_flags: list[str], black: list[int]) -> dict[str, Any]:
+        from flameqa.vision.mouth import mouth_open
+        from flameqa.vision.pose import head_angles
+
+        cfg = self.config
+        det = seg.detected
+        flags = list(clip_flags)
+        size = (seg.bbox[det, 2:] - seg.bbox[det, :2]).max(axis=1)
+        if size.size and float(np.median(size)) < cfg.min_face_px:
+            flags.append("small_face")
+        yaw = np.abs(head_angles(seg.transform[det])[:, 0])
+        if yaw.size and float(np.mean(yaw > cfg.profile_yaw_deg)) >= 0.5:
+            flags.append("profile")
+        if int(seg.n_faces.max(initial=0)) >= cfg.many_faces:
+            flags.append("many_faces")
+        if not det.all():
+            flags.append("gaps")
+        lo = bisect.bisect_left(black, int(seg.frame_idx[0]))
+        if lo < len(black) and black[lo] <= int(seg.frame_idx[-1]):
+            flags.append("black_frames")
+        return dict(
+            base, track_id=seg.track_id, segment=seg.segment, frame_idx=seg.frame_idx, detected=det,
+            det_score=seg.det_score, landmarks=seg.landmarks.reshape(seg.n, -1), blendshapes=seg.blendshapes,
+            transform=seg.transform.reshape(seg.n, 16), bbox=seg.bbox, mouth_open=mouth_open(seg.landmarks),
+            flags=flags, status="ok", error=None,
+        )
+
+    # -- one clip -------------------------------------------------------------------------
+    def process_clip(self, clip: Mapping[str, Any]) -> pa.Table:
+        """All ``faces`` rows of one ``clips`` row (streams its frames; see the module docstring)."""
+        from flameqa.io.media import MediaError, iter_frames
+        from flameqa.io.schema import conform, load_schema
+        from flameqa.vision.landmarker import FrameFaces, dedupe
+        from flameqa.vision.tracks import FaceTracker
+
+        cfg = self.config
+        if clip.get("status", "ok") != "ok":
+            return conform("faces", [self._empty_row(clip, "skipped", f"clip status is {clip.get('status')!r}", [])])
+        t0 = time.perf_counter()
+        base = self._base(clip)
+        fps = base["fps"]
+        rotation = int(clip.get("rotation") or 0) % 360
+        W, H = base["image_width"], base["image_height"]
+        size = detection_size(W, H, cfg.landmarker.max_side) if W and H else None
+        clip_flags: list[str] = []
+        if size is not None:
+            clip_flags.append("downscaled")
+        if rotation:
+            clip_flags.append("rotated")
+        # iter_frames scales the stored frame, then rotates it upright: give it the stored shape
+        dec_size = None if size is None else (size[::-1] if rotation in (90, 270) else size)
+        sink = _Sink(load_schema("faces").arrow, cfg.spool_mb << 20, Path(self.ctx.out) / "tmp")
+        black: list[int] = []
+        no_faces = FrameFaces.empty()
+
+        def on_segment(seg) -> None:
+            sink.add(conform("faces", [self._segment_row(base, seg, clip_flags, black)]))
+
+        tracker = FaceTracker(
+            on_segment, cfg.max_gap_frames, cfg.min_track_frames, cfg.max_segment_frames, cfg.min_iou, cfg.max_center_shift
+        )
+        n = 0
+        frames = iter_frames(clip["path"], fps=fps, start_s=float(clip["start_s"]), end_s=clip.get("end_s"), rotation=rotation, size=dec_size)
+        pre = _Prefetch(frames)
+        self.landmarker.start_clip()
+        try:
+            for idx, _t, img in pre:
+                if n == 0 and not (W and H and size is None and img.shape[:2] == (H, W)):
+                    if size is None:  # trust the decoded frames over the clip's metadata
+                        W, H = img.shape[1], img.shape[0]
+                        base.update(image_width=W, image_height=H)
+                n += 1
+                # mean luma of a sparse grid of pixels: cheap, and enough to tell black from content
+                if float(img[::16, ::16].mean()) < cfg.black_luma:
+                    black.append(idx)
+                    tracker.update(idx, no_faces)
+                    continue
+                faces = dedupe(self.landmarker.detect(img, int(round(idx * 1000.0 / fps)), full_size=(W, H)))
+                tracker.update(idx, faces)
+            tracker.finish()
+        except MediaError as e:
+            sink.discard()
+            return conform("faces", [self._empty_row(clip, "failed", str(e), clip_flags)])
+        except BaseException:
+            sink.discard()
+            raise
+        finally:
+            pre.close()
+        self._stats["clips"] += 1
+        self._stats["frames"] += n
+        self._stats["black_frames"] += len(black)
+        self._stats["dropped_tracks"] += tracker.dropped
+        self._stats["segments"] += sink.rows
+        self._stats["seconds"] += time.perf_counter() - t0
+        if n == 0:
+            return conform("faces", [self._empty_row(clip, "failed", "no frames decoded in [start_s, end_s)", clip_flags)])
+        if sink.rows == 0:
+            flags = list(clip_flags)
+            if black:
+                flags.append("all_black" if len(black) == n else "black_frames")
+            if tracker.dropped:
+                flags.append("short_tracks")
+            return conform("faces", [self._empty_row(clip, "no_face", None, flags)])
+        log.debug("%s: %d frames, %d segments, %d black", clip["clip_id"], n, sink.rows, len(black))
+        return sink.finish()
+
+    # -- stage contract -------------------------------------------------------------------
+    def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+        parts = [self.process_clip(row) for row in batch.to_pylist()]
+        from flameqa.io.schema import conform
+
+        return {"faces": pa.concat_tables(parts) if parts else conform("faces", [])}
+
+    def on_error(self, batch: pa.Table, error: str) -> dict[str, pa.Table]:
+        from flameqa.io.schema import conform
+
+        return {"faces": conform("faces", [self._empty_row(r, "failed", error, []) for r in batch.to_pylist()])}
+
+    def marker_extra(self) -> dict[str, Any]:
+        s = dict(self._stats)
+        s["fps"] = round(s["frames"] / s["seconds"], 2) if s["seconds"] else None
+        s["seconds"] = round(s["seconds"], 3)
+        return s
+
+    def close(self) -> None:
+        self.landmarker.close()
+
+
+class SpeakersStage(Stage):
+    """Active speaker: each diarized speaker of a clip → the face track that speaks (or -1).
+
+    Reads ``mouth_open`` from the ``faces`` rows (computed from the landmarks when null). Works from
+    the ``speech`` table when present; without it there is nothing to associate and no rows come out.
+    """
+
+    name = "speakers"
+    input_table = "faces"
+    side_tables = ()
+    optional_side_tables = ("speech",)
+    output_tables = ("speakers_faces",)
+
+    def __init__(self, config: SpeakersConfig, ctx: StageContext) -> None:
+        super().__init__(config, ctx)
+        self.config: SpeakersConfig = config
+
+    def associate(self, faces: pa.Table, speech: pa.Table) -> list[dict[str, Any]]:
+        """``speakers_faces`` rows of one clip from its ``faces`` rows and ``speech`` turns."""
+        from flameqa.io.schema import column_to_numpy
+        from flameqa.vision.active_speaker import TrackSignal, assign, score_matrix
+        from flameqa.vision.mouth import mouth_open
+
+        if faces.num_rows == 0:
+            return []
+        clip_id = faces.column("clip_id")[0].as_py()
+        turns: dict[str, list[tuple[float, float]]] = {}
+        for r in speech.select(["speaker", "start_s", "end_s", "status"]).to_pylist():
+            if r["status"] != "ok" or r["speaker"] is None or r["start_s"] is None or r["end_s"] is None:
+                continue
+            turns.setdefault(r["speaker"], []).append((float(r["start_s"]), float(r["end_s"])))
+        if not turns:
+            return []
+        per_track: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        fps = 25.0
+        cols = faces.column_names
+        for i, r in enumerate(faces.select(["track_id", "fps", "clip_start_s", "frame_idx", "status"]).to_pylist()):
+            if r["status"] != "ok" or r["track_id"] < 0 or not r["frame_idx"]:
+                continue
+            fps = float(r["fps"])
+            start = r["clip_start_s"]
+            if start is None:
+                log.warning("%s: faces rows have no clip_start_s; assuming the clip starts at 0 s", clip_id)
+                start = 0.0
+            t = start + np.asarray(r["frame_idx"], np.float64) / fps
+            mo = faces.column("mouth_open")[i] if "mouth_open" in cols else None
+            if mo is not None and mo.is_valid:
+                m = np.asarray(mo.as_py(), np.float32)
+            else:
+                m = mouth_open(column_to_numpy(faces.column("landmarks"), i).reshape(-1, 478, 3))
+            per_track.setdefault(int(r["track_id"]), []).append((t, m))
+        track_ids = sorted(per_track)
+        signals = []
+        for tid in track_ids:
+            parts = sorted(per_track[tid], key=lambda p: p[0][0])
+            signals.append(TrackSignal(tid, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
+        names = sorted(turns)
+        cfg = self.config
+        scores = score_matrix(signals, {s: turns[s] for s in names}, fps, cfg.window_s, cfg.min_overlap_s)
+        choice = assign(scores, cfg.min_score)
+        rows = []
+        for s, name in enumerate(names):
+            k = int(choice[s])
+            row_scores = scores[s] if len(track_ids) else np.zeros(0)
+            if k >= 0:
+                score = float(scores[s, k])
+            else:
+                finite = row_scores[np.isfinite(row_scores)]
+                score = float(finite.max()) if finite.size else float("nan")
+            rows.append(
+                dict(
+                    clip_id=clip_id, speaker=name, track_id=track_ids[k] if k >= 0 else -1, score=score,
+                    scores=[float(x) for x in row_scores], track_ids=track_ids,
+                )
+            )
+        return rows
+
+    def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+        import pyarrow.compute as pc
+
+        from flameqa.io.schema import conform
+
+        speech = side.get("speech")
+        if speech is None:
+            speech = conform("speech", [])
+        rows: list[dict[str, Any]] = []
+        for clip_id in dict.fromkeys(batch.column("clip_id").to_pylist()):
+            f = batch.filter(pc.equal(batch.column("clip_id"), clip_id))
+            s = speech.filter(pc.equal(speech.column("clip_id"), clip_id)) if speech.num_rows else speech
+            rows += self.associate(f, s)
+        return {"speakers_faces": conform("speakers_faces", rows)}

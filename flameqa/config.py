@@ -27,13 +27,49 @@ StageName = Literal["ingest", "speech", "faces", "speakers", "fit", "assemble"]
 
 
 class RayConfig(Config):
+    """Settings of the Ray executor (``runner.executor: ray``); see docs/ray.md."""
+
     address: str | None = None
-    """``auto`` or ``ray://host:10001`` to join a cluster; None starts Ray in-process."""
+    """``auto`` (or ``host:6379``) joins a running cluster started with ``ray start --head``;
+    ``ray://host:10001`` connects through Ray Client. None starts Ray in-process on this machine
+    (or joins ``$RAY_ADDRESS`` when that is set)."""
     num_cpus: int | None = None
+    """CPUs of an in-process Ray (None: all of this machine's). Ignored when joining a cluster."""
+    num_gpus: int | None = None
+    """GPUs of an in-process Ray (None: what Ray detects; 0 keeps the fit on CPU). Ignored when
+    joining a cluster."""
     object_store_memory: int = 512 * 1024 * 1024
+    """Bytes of shared memory for an in-process Ray's object store. Only shard descriptors and
+    summaries travel through it (the stages read and write shards on disk), so it can stay small."""
     temp_dir: str | None = None
+    """Session/log/socket folder of an in-process Ray (None: Ray's default ``/tmp/ray``). Keep the
+    path short: Ray's unix sockets live under it (107-character limit)."""
     include_dashboard: bool = False
     usage_stats: bool = False
+    """Ray's usage-stats reporting (sets ``RAY_USAGE_STATS_ENABLED`` before Ray is imported)."""
+    auth_mode: Literal["disabled", "token"] | None = "disabled"
+    """Value for ``RAY_AUTH_MODE`` (None: leave the environment as it is)."""
+    log_to_driver: bool = False
+    """Echo actor stdout/stderr on the driver. Off by default: a shard's error comes back in the
+    run report anyway and every actor's log stays under ``<temp_dir>/session_latest/logs``."""
+    progress_bars: bool = False
+    """Ray Data's own progress bars (the CLI draws its own per-stage bar either way)."""
+    cpus_per_actor: float = 1.0
+    """CPUs reserved by each stage actor (its torch/ONNX thread pools see this many)."""
+    gpus_per_actor: float = 1.0
+    """GPU share of each actor of a GPU stage (the fit), used only when the cluster has GPUs;
+    0.5 packs two actors on one GPU."""
+    max_actors: int | None = None
+    """Upper bound on a stage's actor pool (None: as many as the cluster's CPUs/GPUs and the
+    number of shards to do allow)."""
+    max_task_retries: int = 2
+    """Times a shard is retried after its actor died (killed, OOM, segfault). Ray restarts dead
+    actors; a shard that kills its actor ``max_task_retries + 1`` times is reported as failed
+    (no marker, rerun to retry) and the other shards go on."""
+    ray_remote_args: dict[str, Any] = {}
+    """Extra actor options passed to ``map_batches`` (``memory``, ``resources``, ``runtime_env``,
+    ``max_restarts`` ...). Keep ``max_restarts`` at Ray's -1: a pool whose actor ran out of
+    restarts stalls instead of failing."""
 
 
 class RunnerConfig(Config):

@@ -72,6 +72,8 @@ class HubServer:
         self.auth_headers: list[str] = []
         self.unknown: list[str] = []
         self.lfs_puts = 0
+        self.fail_commits = 0
+        """Answer this many next commits with 500 (an upload interrupted before its commit)."""
         self.lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -318,6 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo = hub.repo(m["type"][:-1], m["repo"])
             hub.files_at(repo, m["rev"])
             lines = [json.loads(x) for x in self._body().splitlines() if x.strip()]
+            if hub.fail_commits > 0:
+                hub.fail_commits -= 1
+                raise HubError(500, "simulated failure before the commit")
             oid = hub.commit(repo, lines)
             prefix = "" if repo.repo_type == "model" else f"{repo.repo_type}s/"
             return self._json(200, {"commitUrl": f"{hub.url}/{prefix}{repo.repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None, "success": True})

@@ -15,9 +15,9 @@ import numpy as np
 
 QuestionRule = Literal["punctuation", "question_word", "either", "regex"]
 
-_SENT_SPLIT = re.compile(r"(?<=[.?!…])[\"'”’)\]]*\s+")
-_TRAIL = "\"'”’)]} \t\n"
-_LEAD = "\"'“‘([{¿¡ \t\n-–—"
+_SENT_SPLIT = re.compile(r"(?:(?<=[.?!…])|(?<=[.?!…][\"'”’»›)\]]))\s+")
+_TRAIL = "\"'”’»›)]} \t\n"
+_LEAD = "\"'“‘«‹([{¿¡ \t\n-–—"
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,11 @@ class FlameLayer(nn.Module):
         used, local = np.unique(tri, return_inverse=True)
         self.register_buffer("lmk_vertex_ids", torch.as_tensor(used, dtype=torch.long))
         self.register_buffer("lmk_tri_local", torch.as_tensor(local.reshape(-1, 3), dtype=torch.long))
+        # ... and the model restricted to those vertices, gathered once rather than per call
+        self.register_buffer("lmk_v_template", f(data.v_template[used]))
+        self.register_buffer("lmk_shapedirs", f(sd[used]))
+        self.register_buffer("lmk_posedirs", f(data.posedirs[used]))
+        self.register_buffer("lmk_weights", f(data.weights[used]))
 
         self.has_lmk68 = data.lmk68 is not None
         if data.lmk68 is not None:
@@ -329,14 +334,12 @@ class FlameLayer(nn.Module):
         if not self.has_mediapipe:
             raise RuntimeError(f"{self.model_id}: no MediaPipe landmark embedding loaded; pass mediapipe_embedding= to from_file")
         coeffs, pose3, transl = self._inputs(shape, expression, pose, transl)
-        ids = self.lmk_vertex_ids
-        v = self.v_template[ids] + L.blend_shapes(coeffs, self.shapedirs[ids])  # [B,U,3]
+        v = self.lmk_v_template + L.blend_shapes(coeffs, self.lmk_shapedirs)  # [B,U,3]
         # joints[b, j, c] = J_template[j, c] + sum_k coeffs[b, k] * J_dirs[j, c, k]
-        joints = self.J_template + torch.einsum("bk,jck->bjc", coeffs, self.J_dirs)
+        joints = self.J_template + L.blend_shapes(coeffs, self.J_dirs)
         rot = L.axis_angle_to_matrix(pose3)
-        # offsets[b, u, c] = sum_p feature[b, p] * posedirs[u, c, p]
-        v = v + torch.einsum("bp,ucp->buc", L.pose_feature(rot), self.posedirs[ids])
+        v = v + L.blend_shapes(L.pose_feature(rot), self.lmk_posedirs)
         _, transforms = L.kinematic_chain(rot, joints, self._parents)
-        v = L.skin(v, self.lbs_weights[ids], transforms) + transl[:, None]
+        v = L.skin(v, self.lmk_weights, transforms) + transl[:, None]
         # point[b, l, c] = sum_k bary[l, k] * v[b, tri_local[l, k], c]
         return torch.einsum("lk,blkc->blc", self.lmk_bary, v[:, self.lmk_tri_local])

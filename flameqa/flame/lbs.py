@@ -64,14 +64,16 @@ def blend_shapes(coeffs: Tensor, dirs: Tensor) -> Tensor:
     Returns:
         ``[B, V, 3]`` offsets to add to the template.
     """
-    # offsets[b, v, c] = sum_k coeffs[b, k] * dirs[v, c, k]
-    return torch.einsum("bk,vck->bvc", coeffs, dirs)
+    # offsets[b, v, c] = sum_k coeffs[b, k] * dirs[v, c, k]   (as one GEMM on the (V·3, K) view:
+    # einsum would copy the whole basis into a permuted layout on every call)
+    v, c, k = dirs.shape
+    return (coeffs @ dirs.reshape(v * c, k).T).reshape(-1, v, c)
 
 
 def regress_joints(regressor: Tensor, vertices: Tensor) -> Tensor:
     """Joint locations from vertices: ``regressor [J, V]``, ``vertices [B, V, 3]`` → ``[B, J, 3]``."""
     # joints[b, j, c] = sum_v regressor[j, v] * vertices[b, v, c]
-    return torch.einsum("jv,bvc->bjc", regressor, vertices)
+    return torch.matmul(regressor, vertices)
 
 
 def pose_feature(rot_mats: Tensor) -> Tensor:
@@ -130,10 +132,11 @@ def skin(vertices: Tensor, weights: Tensor, transforms: Tensor) -> Tensor:
     Returns:
         ``[B, V, 3]`` posed vertices.
     """
+    b, j = transforms.shape[:2]
     # per-vertex blended transform: T[b, v, r, c] = sum_j weights[v, j] * transforms[b, j, r, c]
-    t = torch.einsum("vj,bjrc->bvrc", weights, transforms)
+    t = torch.matmul(weights, transforms.reshape(b, j, 12)).reshape(b, -1, 3, 4)
     # posed[b, v, r] = sum_c T[b, v, r, c] * x[b, v, c] + T[b, v, r, 3]
-    return torch.einsum("bvrc,bvc->bvr", t[..., :3], vertices) + t[..., 3]
+    return (t[..., :3] * vertices[:, :, None, :]).sum(-1) + t[..., 3]
 
 
 def lbs(
@@ -161,7 +164,7 @@ def lbs(
     joints = regress_joints(j_regressor, v_shaped)
     rot = axis_angle_to_matrix(pose)
     # offsets[b, v, c] = sum_p feature[b, p] * posedirs[v, c, p]
-    v_posed = v_shaped + torch.einsum("bp,vcp->bvc", pose_feature(rot), posedirs)
+    v_posed = v_shaped + blend_shapes(pose_feature(rot), posedirs)
     posed_joints, transforms = kinematic_chain(rot, joints, parents)
     return skin(v_posed, weights, transforms), posed_joints, rot
 

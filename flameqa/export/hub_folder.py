@@ -38,6 +38,8 @@ from flameqa.security import redact_obj, redact_text
 log = logging.getLogger(__name__)
 
 GROUP_COLUMN = {"identity": "identity", "video": "video_id", "clip": "clip_id"}
+STAGING = ".flameqa-export.tmp"
+"""Folder inside DEST where an export is built before it is swapped in (never published)."""
 AUDIO_RATE = 16000
 
 # Hub license ids the roll-up may emit as-is (lower case); anything else becomes "other".
@@ -239,7 +241,7 @@ def export_dataset(out: str | os.PathLike, dest: str | os.PathLike, config: Expo
     features = hf_features(load_schema("samples").arrow)
     schema = _schema_with_features(features)
     # pass 2: rows to the split writers, in a staging folder swapped in at the end
-    stage_dir = dest / ".flameqa-export.tmp"
+    stage_dir = dest / STAGING
     shutil.rmtree(stage_dir, ignore_errors=True)
     (stage_dir / "data").mkdir(parents=True)
     writers = {s: _SplitWriter(stage_dir / "data", s, schema, cfg) for s in cfg.splits}
@@ -260,7 +262,7 @@ def export_dataset(out: str | os.PathLike, dest: str | os.PathLike, config: Expo
                 tl[name].update(str(v) if v is not None else "unknown" for v in sub.column(name).to_pylist())
             tl["question_source"].update(str(v).split(":")[0] if v else "unknown" for v in sub.column("question_source").to_pylist())
             tl["llm_model"].update(str(v).split(":", 1)[1] for v in sub.column("question_source").to_pylist() if v and v.startswith("llm:"))
-            tl["listening"]["with"] += sum(v is not None for v in sub.column("listen_expression").to_pylist())
+            tl["listening"]["with"] += sub.num_rows - sub.column("listen_expression").null_count
             writers[s].stats.duration_s += float(sum(x for x in sub.column("duration_s").to_pylist() if x is not None))
     stats: dict[str, SplitStats] = {}
     empty: list[str] = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flameqa.export.config import PublishConfig
+from flameqa.export.hub_folder import STAGING
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def publish_folder(folder: str | os.PathLike, repo_id: str, config: PublishConfi
         repo_type=cfg.repo_type,
         folder_path=folder,
         revision=cfg.revision,
+        ignore_patterns=[STAGING, f"{STAGING}/*"],
         delete_patterns=["data/**"],
         commit_message=f"{cfg.commit_message} (card)",
     )

@@ -200,3 +200,17 @@ def test_cli_assemble(conversation):
     assert "samples: 3 written" in res.output
     res = CliRunner().invoke(app, ["assemble", "--out", str(conversation.out), "--set", "assemble.nope=1"])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_long_answer_is_cut_at_a_sentence_and_the_rest_becomes_monologue(conversation):
+    utts = conversation.utterances["conv1.c000"]
+    first_sentence = "I went to the market and bought fresh bread."
+    n = len(first_sentence.split())
+    cut = utts[3].words[n - 1][2] - utts[3].words[0][1]  # seconds of the first sentence
+    _run(conversation.out, f"assemble.filters.max_answer_s={cut + 0.05}", "assemble.monologue.min_segment_s=1.0", "assemble.dialogue.min_listen_visible_ratio=1.01")
+    rows = _samples(conversation.out)
+    d = rows["conv1.c000.d0003"]
+    assert d["answer_text"] == first_sentence and d["answer_end_s"] == pytest.approx(utts[3].words[n - 1][2])
+    assert d["listen_expression"] is None and d["listen_visible_ratio"] is None  # listening below the threshold: left out
+    rest = [r for r in rows.values() if r["mode"] == "monologue" and r["answer_text"] == "Then I walked home along the river."]
+    assert len(rest) == 1 and rest[0]["answer_speaker"] == "SPK1" and rest[0]["answer_start_s"] > d["answer_end_s"]

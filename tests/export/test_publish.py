@@ -52,6 +52,11 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
+def _published(folder: Path) -> list[str]:
+    """Files of an export that belong in the repo (no hidden files or folders)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.relative_to(folder).parts))
+
+
 def _local_rows(folder: Path) -> dict[str, dict[str, list]]:
     import numpy as np
 
@@ -71,6 +76,8 @@ def _local_rows(folder: Path) -> dict[str, dict[str, list]]:
 def test_publish_resume_load_back_and_no_token_leak(hub, export_copy, assembled, tmp_path):
     env = _env(hub, tmp_path)
     logs = []
+    (export_copy / ".flameqa-export.tmp").mkdir()  # leftovers of a crashed export are never published
+    (export_copy / ".flameqa-export.tmp" / "junk.parquet").write_bytes(b"junk")
     # 1. an upload interrupted before its commit: the data went up, the commit failed
     hub.fail_commits = 1
     r = _run(["-m", "flameqa", "publish", str(export_copy), "--repo-id", REPO, "--private"], env, tmp_path)
@@ -78,14 +85,15 @@ def test_publish_resume_load_back_and_no_token_leak(hub, export_copy, assembled,
     assert r.returncode != 0
     puts = hub.lfs_puts
     assert puts == 2  # both parquet files reached the server
-    # 2. rerun: resumes without sending the LFS objects again
-    r = _run(["-m", "flameqa", "publish", str(export_copy), "--repo-id", REPO, "--private"], env, tmp_path)
+    # 2. rerun (endpoint given on the command line this time): resumes without sending the LFS objects again
+    env2 = {k: v for k, v in env.items() if k != "HF_ENDPOINT"}
+    r = _run(["-m", "flameqa", "publish", str(export_copy), "--repo-id", REPO, "--private", "--endpoint", hub.url], env2, tmp_path)
     logs.append(r.stdout + r.stderr)
     assert r.returncode == 0, r.stdout + r.stderr
     assert hub.lfs_puts == puts
     repo = hub.repos[("dataset", REPO)]
     assert repo.private
-    assert sorted(repo.files) == sorted(p.relative_to(export_copy).as_posix() for p in export_copy.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    assert sorted(repo.files) == _published(export_copy)
     assert hub.auth_headers and set(hub.auth_headers) == {f"Bearer {TOKEN}"}
     # 3. load it back from the server with datasets
     r = _run(["-c", LOAD_BACK, REPO], env, tmp_path)
@@ -99,7 +107,7 @@ def test_publish_resume_load_back_and_no_token_leak(hub, export_copy, assembled,
     r = _run(["-m", "flameqa", "publish", str(export_copy), "--repo-id", REPO], env, tmp_path)
     logs.append(r.stdout + r.stderr)
     assert r.returncode == 0, r.stdout + r.stderr
-    local = sorted(p.relative_to(export_copy).as_posix() for p in export_copy.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    local = _published(export_copy)
     assert sorted(repo.files) == local and len(local) > 3
     # the planted token: in no log, no request URL, no file written (export, HF cache, run folder)
     for text in logs:

@@ -238,17 +238,21 @@ class AssembleStage(Stage):
             key=lambda w: (w.start_s, w.end_s),
         )
         runs = merge_runs(turns, self.config.dialogue.merge_gap_s)
-        run_words = [self._words_of(r, words) for r in runs]
+        by_turn: dict[int, list[int]] = {}
+        for i, w in enumerate(words):
+            if w.turn_id is not None:
+                by_turn.setdefault(int(w.turn_id), []).append(i)
+        run_words = [self._words_of(r, words, by_turn) for r in runs]
         tracks = build_tracks(side["flame"])
         speaker_track = {str(r["speaker"]): int(r["track_id"]) for r in side["speakers_faces"].select(["speaker", "track_id"]).to_pylist()}
         return _Clip(clip, turns, words, runs, run_words, tracks, speaker_track)
 
     @staticmethod
-    def _words_of(run: Run, words: Sequence[Word]) -> list[int]:
-        ids = set(run.turn_ids)
-        by_turn = [i for i, w in enumerate(words) if w.turn_id is not None and w.turn_id in ids]
-        if by_turn:
-            return by_turn
+    def _words_of(run: Run, words: Sequence[Word], by_turn: Mapping[int, list[int]]) -> list[int]:
+        """Indices (time order) of the run's words: by turn id, else by time and speaker."""
+        own = sorted(i for t in run.turn_ids for i in by_turn.get(t, ()))
+        if own:
+            return own
         # words without turn ids: by time (centre inside the run) and speaker
         return [
             i

@@ -180,12 +180,10 @@ class FacesStage(Stage):
 
     @classmethod
     def _empty_row(cls, clip: Mapping[str, Any], status: str, error: str | None, flags: list[str]) -> dict[str, Any]:
-        f32 = np.zeros((0,), np.float32)
+        # empty Python lists, not (0, N) arrays: schema.to_arrow cannot reshape a 0-row array
         return dict(
-            cls._base(clip), track_id=-1, segment=0, frame_idx=[], detected=[], det_score=f32,
-            landmarks=np.zeros((0, 1434), np.float32), blendshapes=np.zeros((0, 52), np.float32),
-            transform=np.zeros((0, 16), np.float32), bbox=np.zeros((0, 4), np.float32), mouth_open=f32,
-            flags=flags, status=status, error=error,
+            cls._base(clip), track_id=-1, segment=0, frame_idx=[], detected=[], det_score=[], landmarks=[],
+            blendshapes=[], transform=[], bbox=[], mouth_open=[], flags=flags, status=status, error=error,
         )
 
     def _segment_row(self, base: dict[str, Any], seg, clip_flags: list[str], black: list[int]) -> dict[str, Any]:
@@ -307,7 +305,10 @@ class FacesStage(Stage):
         return {"faces": conform("faces", [self._empty_row(r, "failed", error, []) for r in batch.to_pylist()])}
 
     def marker_extra(self) -> dict[str, Any]:
+        """Counts since the previous call: the runner asks once per shard, right after it."""
         s = dict(self._stats)
+        self._stats = dict.fromkeys(s, 0)
+        self._stats["seconds"] = 0.0
         s["fps"] = round(s["frames"] / s["seconds"], 2) if s["seconds"] else None
         s["seconds"] = round(s["seconds"], 3)
         return s

@@ -148,8 +148,13 @@ def write_video(
     audio: np.ndarray | None = None,
     size: tuple[int, int] | None = None,
     crf: int = 20,
+    preset: str = "veryfast",
+    rotation: int = 0,
 ) -> Path:
-    """Encode RGB frames ``[H, W, 3]`` (+ 16 kHz mono audio) as H.264 (+ AAC) in an mp4/mkv."""
+    """Encode RGB frames ``[H, W, 3]`` (+ 16 kHz mono audio) as H.264 (+ AAC) in an mp4/mkv.
+
+    ``rotation``: display rotation written in the stream (as phones do); frames are stored as given.
+    """
     from fractions import Fraction
 
     import av
@@ -166,7 +171,9 @@ def write_video(
                 vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 # yuv420p needs even sizes
                 vs.width, vs.height, vs.pix_fmt = f.shape[1] // 2 * 2, f.shape[0] // 2 * 2, "yuv420p"
-                vs.options = {"crf": str(crf), "preset": "veryfast"}
+                vs.options = {"crf": str(crf), "preset": preset}
+                if rotation:
+                    vs.set_display_rotation(rotation)
                 ast = None
                 if audio is not None and len(audio):
                     ast = c.add_stream("aac", rate=SAMPLE_RATE)

@@ -1,0 +1,229 @@
+"""The faces stage through the runner, on real GRID clips and on bad videos made from them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flameqa.io import shards as sh
+from flameqa.io.schema import column_to_numpy
+from flameqa.runner import run_pipeline
+
+from .conftest import clip_row, faces_config, grid_clips, write_table
+
+
+def faces_table(out):
+    return sh.read_table(out, "faces")
+
+
+def test_landmarks_on_every_grid_frame_two_workers_and_resume(tmp_path, bundle):
+    clips = grid_clips()
+    rows = [clip_row(f"{p.stem}.c000", p) for p in clips]
+    write_table(tmp_path, "clips", [rows[:3], rows[3:]])  # uneven shards
+    cfg = faces_config(**{"runner.workers": 2, "runner.batch_groups": 2})
+    report = run_pipeline(cfg, tmp_path, stages=["faces"], show_progress=False)
+    assert report.ok, [s.error for st in report.stages for s in st.shards]
+    t = faces_table(tmp_path)
+    by_clip = {}
+    for i, r in enumerate(t.select(["clip_id", "track_id", "segment", "status", "flags", "image_width", "image_height"]).to_pylist()):
+        by_clip.setdefault(r["clip_id"], []).append((i, r))
+    assert sorted(by_clip) == sorted(r["clip_id"] for r in rows)
+    for clip_id, items in by_clip.items():
+        assert len(items) == 1, f"{clip_id}: one face, one track, one segment expected, got {[r for _, r in items]}"
+        i, r = items[0]
+        assert (r["track_id"], r["segment"], r["status"], r["flags"]) == (0, 0, "ok", [])
+        assert (r["image_width"], r["image_height"]) == (360, 288)
+        frame_idx = t.column("frame_idx")[i].as_py()
+        assert frame_idx == list(range(75)), f"{clip_id}: frames {frame_idx[:3]}…{frame_idx[-3:]}"
+        assert all(t.column("detected")[i].as_py()), f"{clip_id}: a frame without landmarks"
+        lm = column_to_numpy(t.column("landmarks"), i).reshape(75, 478, 3)
+        bs = column_to_numpy(t.column("blendshapes"), i)
+        tf = column_to_numpy(t.column("transform"), i).reshape(75, 4, 4)
+        score = np.asarray(t.column("det_score")[i].as_py())
+        assert np.isfinite(lm).all() and np.isfinite(tf).all()
+        assert (lm[..., 0] > 0).all() and (lm[..., 0] < 360).all() and (lm[..., 1] > 0).all() and (lm[..., 1] < 288).all()
+        # z: relative depth on the x scale (pixels): about the size of the face, not normalised units
+        assert 10 < np.ptp(lm[0, :, 2]) < 360
+        assert bs.shape == (75, 52) and (bs >= 0).all() and (bs <= 1).all()
+        assert (score > 0.5).all()
+        mo = np.asarray(t.column("mouth_open")[i].as_py())
+        assert mo.shape == (75,) and np.ptp(mo) > 0.05, "GRID speakers open and close their mouths"
+    # resume: a second run skips every shard
+    again = run_pipeline(faces_config(), tmp_path, stages=["faces"], show_progress=False)
+    assert all(s.skipped for s in again.stages[0].shards)
+
+
+UHD_X0 = 570
+
+
+def _black(h, w, n):
+    return np.zeros((n, h, w, 3), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def bad_videos(tmp_path_factory, grid_frames):
+    """Bad inputs composed from GRID frames; returns {name: clips row}."""
+    import cv2
+
+    from flameqa.vision.synth import write_video
+
+    d = tmp_path_factory.mktemp("bad")
+    g = grid_frames
+    a = g["bbaf2n"].frames
+    h, w = a.shape[1:3]
+    vids = {}
+
+    def put(name, frames, **kw):
+        path = write_video(d / f"{name}.mp4", frames, preset="ultrafast", **kw)
+        vids[name] = path
+
+    # a face, 6 black frames, the face again: one track with a marked gap
+    put("gap", np.concatenate([a[:30], _black(h, w, 6), a[36:60]]))
+    put("black", _black(h, w, 20))
+    # no face: a moving gradient
+    yy, xx = np.mgrid[0:h, 0:w]
+    put("noface", np.stack([np.stack([(xx + 5 * i) % 256, yy % 256, np.full_like(xx, 90)], -1).astype(np.uint8) for i in range(20)]))
+    # four speakers in a 2x2 grid
+    names = sorted(g)[:4]
+    top = np.concatenate([g[names[0]].frames[:25], g[names[1]].frames[:25]], axis=2)
+    bottom = np.concatenate([g[names[2]].frames[:25], g[names[3]].frames[:25]], axis=2)
+    put("four", np.concatenate([top, bottom], axis=1))
+    # 4K: the GRID frame scaled 7.5x to the full height of a 3840x2160 canvas
+    big = np.zeros((8, 2160, 3840, 3), np.uint8)
+    for i in range(8):
+        big[i, :, UHD_X0 : UHD_X0 + 2700] = cv2.resize(a[i], (2700, 2160), interpolation=cv2.INTER_LINEAR)
+    put("uhd", big)
+    # a phone video: frames stored turned clockwise, display rotation 90 in the stream
+    put("rotated", np.stack([np.rot90(f, -1) for f in a[:20]]), rotation=90)
+    # a tiny face: 36 px wide in a 640x480 frame
+    tiny = np.full((15, 480, 640, 3), 60, np.uint8)
+    for i in range(15):
+        tiny[i, 200:229, 300:336] = cv2.resize(a[i], (36, 29), interpolation=cv2.INTER_AREA)
+    put("tiny", tiny)
+    # and the same face at native size for reference
+    put("native", a[:20])
+    rows = {k: clip_row(f"{k}.c000", p) for k, p in vids.items()}
+    rows["missing"] = dict(rows["native"], clip_id="missing.c000", video_id="missing", path=str(d / "nope.mp4"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def bad_out(tmp_path_factory, bad_videos, bundle):
+    out = tmp_path_factory.mktemp("bad_out")
+    rows = list(bad_videos.values())
+    write_table(out, "clips", [rows])
+    report = run_pipeline(faces_config(**{"runner.batch_groups": 3}), out, stages=["faces"], show_progress=False)
+    assert report.ok, [s.error for st in report.stages for s in st.shards]
+    t = faces_table(out)
+    res: dict = {}
+    for i, r in enumerate(t.select(["clip_id", "track_id", "status", "flags", "error", "image_width", "image_height"]).to_pylist()):
+        r["i"] = i
+        res.setdefault(r["clip_id"].split(".")[0], []).append(r)
+    return t, res
+
+
+def _lm(t, i):
+    return column_to_numpy(t.column("landmarks"), i).reshape(-1, 478, 3)
+
+
+def test_gap_frames_are_marked(bad_out):
+    t, res = bad_out
+    (r,) = res["gap"]
+    det = np.asarray(t.column("detected")[r["i"]].as_py())
+    assert r["status"] == "ok" and {"gaps", "black_frames"} <= set(r["flags"])
+    assert len(det) == 60 and not det[30:36].any() and det[:30].all() and det[36:].all()
+    assert np.isnan(_lm(t, r["i"])[30:36]).all()
+
+
+def test_no_face_and_black_clips_get_one_status_row(bad_out):
+    t, res = bad_out
+    for name, flag in (("black", "all_black"), ("noface", None)):
+        (r,) = res[name]
+        assert r["status"] == "no_face" and r["track_id"] == -1 and r["error"] is None
+        assert t.column("frame_idx")[r["i"]].as_py() == []
+        if flag:
+            assert flag in r["flags"]
+
+
+def test_four_faces_four_tracks_flagged(bad_out):
+    t, res = bad_out
+    rows = res["four"]
+    assert sorted(r["track_id"] for r in rows) == [0, 1, 2, 3]
+    assert all("many_faces" in r["flags"] and r["status"] == "ok" for r in rows)
+    centres = sorted(tuple(int(v) for v in np.nanmean(_lm(t, r["i"])[:, :, :2], axis=(0, 1)) // [360, 288]) for r in rows)
+    assert centres == [(0, 0), (0, 1), (1, 0), (1, 1)], "one track per quadrant"
+
+
+def test_4k_is_downscaled_and_mapped_back(bad_out):
+    t, res = bad_out
+    (r,) = res["uhd"]
+    (ref,) = res["native"]
+    assert "downscaled" in r["flags"] and (r["image_width"], r["image_height"]) == (3840, 2160)
+    big = _lm(t, r["i"])[:8]
+    small = _lm(t, ref["i"])[:8]
+    assert big.shape[0] == 8 and np.isfinite(big).all()
+    mapped = small[..., :2] * 7.5 + [UHD_X0, 0]  # where the native landmarks land in the 4K canvas
+    err = np.linalg.norm(big[..., :2] - mapped, axis=-1).mean() / (7.5 * 360)
+    assert err < 0.01, f"4K landmarks off by {err:.3%} of the frame width"
+    assert np.ptp(big[0, :, 2]) == pytest.approx(7.5 * np.ptp(small[0, :, 2]), rel=0.15), "z must scale with the image"
+
+
+def test_rotated_phone_video_is_landmarked_upright(bad_out):
+    t, res = bad_out
+    (r,) = res["rotated"]
+    (ref,) = res["native"]
+    assert "rotated" in r["flags"] and (r["image_width"], r["image_height"]) == (360, 288)
+    rot, nat = _lm(t, r["i"]), _lm(t, ref["i"])[:20]
+    assert (rot[:, 33, 1] < rot[:, 13, 1]).all(), "eyes above the mouth"
+    assert np.linalg.norm(rot[..., :2] - nat[..., :2], axis=-1).mean() < 3.0
+
+
+def test_tiny_face_is_not_passed_off_as_usable(bad_out):
+    _, res = bad_out
+    rows = res["tiny"]
+    assert all(r["status"] == "no_face" or "small_face" in r["flags"] for r in rows), rows
+
+
+def test_unreadable_clip_is_a_failed_row(bad_out):
+    _, res = bad_out
+    (r,) = res["missing"]
+    assert r["status"] == "failed" and "nope.mp4" in r["error"]
+
+
+def test_profile_and_small_flags(bundle, tmp_path):
+    from flameqa.stages.base import StageContext
+    from flameqa.vision.config import FacesConfig
+    from flameqa.vision.pose import rotation_matrix
+    from flameqa.vision.stage import FacesStage
+    from flameqa.vision.tracks import TrackSegment
+
+    T = 10
+    lm = np.zeros((T, 478, 3), np.float32)
+    seg = TrackSegment(
+        0, 0, np.arange(T, dtype=np.int32), np.ones(T, bool), np.ones(T, np.float32), lm, np.zeros((T, 52), np.float32),
+        np.stack([rotation_matrix(yaw=70)] * T).astype(np.float32), np.tile(np.array([0, 0, 40, 40], np.float32), (T, 1)),
+        np.ones(T, np.int16),
+    )
+    stage = FacesStage(FacesConfig(), StageContext(out=tmp_path))
+    try:
+        row = stage._segment_row({}, seg, [], [])
+    finally:
+        stage.close()
+    assert {"profile", "small_face"} <= set(row["flags"]) and "many_faces" not in row["flags"]
+
+
+def test_spooled_output_equals_in_memory(tmp_path, bundle):
+    from flameqa.stages.base import StageContext
+    from flameqa.vision.config import FacesConfig
+    from flameqa.vision.stage import FacesStage
+
+    clip = clip_row("g.c000", grid_clips()[0], end_s=1.0)
+    res = []
+    for spool in (256, 0):
+        stage = FacesStage(FacesConfig(spool_mb=spool, max_segment_frames=10), StageContext(out=tmp_path))
+        try:
+            res.append(stage.process_clip(clip))
+        finally:
+            stage.close()
+    assert res[0].num_rows == 3 and res[0].equals(res[1])
+    assert not list((tmp_path / "tmp").glob("*")), "spool files are unlinked once mapped"

@@ -548,7 +548,17 @@ def load_model(path: str | os.PathLike) -> FlameModelData:
     if np.abs(wsum - 1).max() > 1e-3:
         log.warning("%s: skinning weights do not sum to 1 (range %.4f..%.4f): posing will scale vertices", p, wsum.min(), wsum.max())
 
+    names = ("global", "neck", "jaw", "eye_left", "eye_right")
+    if nj == 5:
+        # Which of joints 3/4 is the subject's left eye is undocumented for FLAME: name them by their
+        # rest position (+x = the subject's left) rather than trusting an order.
+        x3, x4 = (jreg[3] @ v_template)[0], (jreg[4] @ v_template)[0]
+        if x3 < 0 < x4:
+            names = ("global", "neck", "jaw", "eye_right", "eye_left")
+    else:
+        names = tuple(f"joint{j}" for j in range(nj))
     data = FlameModelData(
+        joint_names=names,
         v_template=v_template,
         shapedirs=shapedirs,
         posedirs=posedirs,

@@ -26,6 +26,7 @@ demo: setup
 
 pipeline: setup
 	$(BIN)/flameqa run $(PIPELINE) --input $(INPUT) --out $(OUT)
+	$(BIN)/flameqa export $(OUT) --dest $(OUT)/export
 
 publish: setup
 	$(BIN)/flameqa publish $(OUT)/export --repo-id $(REPO_ID)

@@ -41,7 +41,10 @@ def redact_text(s: str) -> str:
 def redact_obj(obj: Any) -> Any:
     """Copy of a JSON-like object with secret-looking keys' values and token-like strings masked."""
     if isinstance(obj, dict):
-        return {k: ("***" if _SECRET_KEYS.search(str(k)) and v else redact_obj(v)) for k, v in obj.items()}
+        # keys naming an environment variable (``*_env``) hold a name, not a secret
+        return {
+            k: ("***" if _SECRET_KEYS.search(str(k)) and not str(k).endswith("_env") and v else redact_obj(v)) for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v) for v in obj]
     if isinstance(obj, str):

@@ -8,6 +8,10 @@ where the track's face was detected, between
 
 The person who talks moves their mouth when their voice is on and keeps it still when it is off,
 so their pair scores high; a listener's mouth does not follow that voice (around 0 or negative).
+A correlation says nothing about size, though: an idle face's millimetre jitter can line up with
+a voice by chance. So the score is the correlation times ``min(1, a_on / talk_activity)``, where
+``a_on`` is the median mouth activity while the voice is on: a face that barely moves then cannot
+be that voice's speaker, a face that moves like a talking one keeps its full correlation.
 Speakers are then assigned to tracks one-to-one maximising the total score (Hungarian), and a
 pair scoring below ``min_score`` is refused: the speaker is off camera (track -1).
 """
@@ -58,6 +62,7 @@ def score_matrix(
     fps: float,
     window_s: float = 0.5,
     min_overlap_s: float = 1.0,
+    talk_activity: float = 0.02,
 ) -> np.ndarray:
     """Scores ``[S, K]`` (speakers in ``speakers`` order × ``tracks``); NaN = not comparable.
 
@@ -72,9 +77,11 @@ def score_matrix(
         seen = np.isfinite(act)
         for s, name in enumerate(names):
             v = voice_activity(speakers[name], tr.times)
-            if (v[seen] > 0).sum() / fps < min_overlap_s:
+            on = seen & (v > 0)
+            if on.sum() / fps < min_overlap_s:
                 continue
-            out[s, k] = pearson(act, rolling(v, n, "mean"))
+            size = min(1.0, float(np.median(act[on])) / talk_activity) if talk_activity > 0 else 1.0
+            out[s, k] = pearson(act, rolling(v, n, "mean")) * size
     return out
 
 

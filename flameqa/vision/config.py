@@ -64,6 +64,11 @@ class SpeakersConfig(Config):
     window_s: float = 0.5
     """Mouth activity = rolling standard deviation of mouth opening over this window; voice
     activity is smoothed by the same window so the two signals have the same time resolution."""
+    talk_activity: float = 0.02
+    """Mouth activity (std of mouth opening, in outer-eye-distance units) of a clearly talking face
+    (GRID speakers: ~0.04; idle faces: < 0.006). A pair's correlation is scaled by
+    min(1, activity while the voice is on / this), so a face that barely moves cannot take a voice
+    on a chance correlation."""
     min_overlap_s: float = 1.0
     """A track and a speaker must share at least this much time (track visible, speaker talking)
     for their score to count."""

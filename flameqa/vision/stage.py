@@ -375,7 +375,7 @@ class SpeakersStage(Stage):
             signals.append(TrackSignal(tid, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
         names = sorted(turns)
         cfg = self.config
-        scores = score_matrix(signals, {s: turns[s] for s in names}, fps, cfg.window_s, cfg.min_overlap_s)
+        scores = score_matrix(signals, {s: turns[s] for s in names}, fps, cfg.window_s, cfg.min_overlap_s, cfg.talk_activity)
         choice = assign(scores, cfg.min_score)
         rows = []
         for s, name in enumerate(names):

@@ -77,3 +77,14 @@ def test_mouth_activity_follows_talking():
     on = np.r_[np.zeros(100, bool), np.ones(100, bool)]
     a = mouth_activity(_talk(200, on), 25.0)
     assert np.nanmean(a[120:190]) > 5 * np.nanmean(a[10:90])
+
+
+def test_a_barely_moving_face_cannot_take_a_voice_on_a_chance_correlation():
+    fps, T = 25.0, 300
+    t = np.arange(T) / fps
+    turns = {"X": [(2.0, 5.0), (8.0, 10.0)]}
+    on = voice_activity(turns["X"], t) > 0
+    jitter = np.where(on, 0.02 + 0.003 * np.sin(2 * np.pi * 4 * t), 0.02)  # correlated, but tiny
+    S = score_matrix([TrackSignal(0, t, jitter)], turns, fps, talk_activity=0.02)
+    S_raw = score_matrix([TrackSignal(0, t, jitter)], turns, fps, talk_activity=0.0)
+    assert S_raw[0, 0] > 0.5 and S[0, 0] < 0.2

@@ -97,7 +97,7 @@ def bench_faces(video: str | Path, workers: int = 1, cfg: Any = None, max_frames
         "stage_frames": sframes,
         "stage_seconds": round(secs, 2),
         "landmarker_frames": lframes,
-        "det_score": cfg.faces.landmarker.det_score,
+        "det_score_every": cfg.faces.landmarker.det_score_every,
         "cpus": os.cpu_count(),
         "video": str(video),
     }

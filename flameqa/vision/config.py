@@ -25,9 +25,11 @@ class LandmarkerConfig(Config):
     """Frames whose longer side exceeds this (4K) are downscaled by the decoder before MediaPipe;
     landmarks are mapped back to full-resolution pixels. MediaPipe crops faces to 256 px
     internally, so only very small faces in very large frames lose anything."""
-    det_score: bool = True
-    """Run the bundle's BlazeFace detector on every frame to give each face a detection score
-    (``det_score``; ~15 % of the landmarker's time). False: det_score is 1.0 on detected frames."""
+    det_score_every: int = 5
+    """Score faces with the bundle's BlazeFace detector on every N-th frame and whenever the number
+    of faces changes; a track's frames in between carry its latest score (its first frames, its
+    first score). 1: every frame (the detector costs ~17 % of the landmarker's time per frame);
+    0: no detector, ``det_score`` is 1.0 on detected frames."""
     det_score_min: float = 0.1
     """Detector threshold used for scoring only (a tracked face the detector misses scores 0)."""
 

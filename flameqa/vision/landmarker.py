@@ -45,7 +45,8 @@ class FrameFaces:
     transform: np.ndarray
     """``[F, 4, 4]`` float32 facial transformation matrix (canonical face mesh, cm → camera space)."""
     det_score: np.ndarray
-    """``[F]`` float32 BlazeFace score of the detection that matches the face (0 when none does)."""
+    """``[F]`` float32 BlazeFace score of the detection that matches the face (0 when none does;
+    NaN when the detector did not run on this frame, see ``det_score_every``)."""
 
     @property
     def n(self) -> int:
@@ -142,6 +143,8 @@ class FaceLandmarker:
         self._det: Any = None
         self._image_lm: Any = None
         self._last_ts = -1
+        self._frames = 0
+        self._prev_n = -1
 
     # -- life cycle -----------------------------------------------------------------------
     def _options(self, mode: str, num_faces: int | None = None):
@@ -164,7 +167,7 @@ class FaceLandmarker:
 
         self._close_video()
         self._lm = vision.FaceLandmarker.create_from_options(self._options("VIDEO"))
-        if self.cfg.det_score:
+        if self.cfg.det_score_every > 0:
             self._det = vision.FaceDetector.create_from_options(
                 vision.FaceDetectorOptions(
                     base_options=BaseOptions(model_asset_buffer=self._detector_model),
@@ -173,6 +176,8 @@ class FaceLandmarker:
                 )
             )
         self._last_ts = -1
+        self._frames = 0
+        self._prev_n = -1
 
     def _close_video(self) -> None:
         for g in (self._lm, self._det):
@@ -218,13 +223,20 @@ class FaceLandmarker:
         mpimg = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
         res = self._lm.detect_for_video(mpimg, ts)
         faces = _to_arrays(res, W, H)
+        # the detector runs every det_score_every frames, and when a face appears or leaves
+        every = self.cfg.det_score_every
+        due = every > 0 and (self._frames % every == 0 or faces.n != self._prev_n)
+        self._frames += 1
+        self._prev_n = faces.n
         if faces.n == 0:
             return faces
-        if self._det is not None:
+        if self._det is None:
+            faces.det_score = np.ones(faces.n, np.float32)
+        elif due:
             dets = self._det.detect_for_video(mpimg, ts).detections
             faces.det_score = _match_scores(faces.landmarks, dets, W / w, H / h)
         else:
-            faces.det_score = np.ones(faces.n, np.float32)
+            faces.det_score = np.full(faces.n, np.nan, np.float32)
         return faces
 
     def detect_image(self, image: np.ndarray, zoom: Sequence[float] = (0.5, 0.33), recenter: float | None = 2.5) -> FrameFaces:

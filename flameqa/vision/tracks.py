@@ -37,7 +37,8 @@ class TrackSegment:
     detected: np.ndarray
     """``[T]`` bool."""
     det_score: np.ndarray
-    """``[T]`` float32, NaN where not detected."""
+    """``[T]`` float32, NaN where not detected. Frames the detector skipped carry the track's
+    latest score (frames before the track's first score: that first score)."""
     landmarks: np.ndarray
     """``[T, 478, 3]`` float32 pixels (x, y) and relative depth z on the x scale."""
     blendshapes: np.ndarray
@@ -63,6 +64,7 @@ class _Track:
     n_detected: int = 0
     last_frame: int = -1
     last_box: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    last_score: float = float("nan")
     # per-frame buffers of the open segment
     frame_idx: list[int] = field(default_factory=list)
     detected: list[bool] = field(default_factory=list)
@@ -189,12 +191,27 @@ class FaceTracker:
         t.n_faces.append(n_faces)
 
     def _emit(self, t: _Track, n: int) -> None:
+        det = np.asarray(t.detected[:n], bool)
+        score = np.asarray(t.det_score[:n], np.float32)
+        # detected frames the detector skipped (NaN): hold the latest score; before the first
+        # score of the track, take the first one (it is at most det_score_every frames away)
+        for j in np.flatnonzero(det):
+            if np.isnan(score[j]):
+                score[j] = t.last_score
+            else:
+                t.last_score = float(score[j])
+        lead = det & np.isnan(score)
+        if lead.any():
+            later = [x for d, x in zip(t.detected[n:], t.det_score[n:]) if d and not np.isnan(x)]
+            first = score[det & ~np.isnan(score)]
+            fill = first[0] if first.size else (later[0] if later else np.nan)
+            score[lead] = fill
         seg = TrackSegment(
             track_id=int(t.track_id),  # type: ignore[arg-type]
             segment=t.segment,
             frame_idx=np.asarray(t.frame_idx[:n], np.int32),
-            detected=np.asarray(t.detected[:n], bool),
-            det_score=np.asarray(t.det_score[:n], np.float32),
+            detected=det,
+            det_score=score,
             landmarks=np.stack(t.landmarks[:n]).astype(np.float32, copy=False),
             blendshapes=np.stack(t.blendshapes[:n]).astype(np.float32, copy=False),
             transform=np.stack(t.transform[:n]).astype(np.float32, copy=False),

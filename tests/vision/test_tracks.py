@@ -104,3 +104,20 @@ def test_dedupe_and_iou():
     boxes = landmark_boxes(frame(a, c).landmarks)
     iou = box_iou(boxes, boxes)
     assert iou[0, 0] == pytest.approx(1.0) and iou[0, 1] == 0.0
+
+
+def test_skipped_detector_frames_hold_the_track_score():
+    frames = []
+    for i in range(12):
+        f = face_at(100, 100, score=0.5 + i / 100)
+        if i % 5 != 2:  # the detector ran on frames 2 and 7 only
+            f.det_score[:] = np.nan
+        frames.append(f)
+    frames[9] = FrameFaces.empty()
+    segs, _ = run(frames, min_track_frames=3, max_segment_frames=6)
+    score = np.concatenate([s.det_score for s in segs])
+    det = np.concatenate([s.detected for s in segs])
+    assert np.isnan(score[9]) and not det[9]
+    assert score[:3] == pytest.approx([0.52] * 3), "frames before the first score take the first score"
+    assert score[3:7] == pytest.approx([0.52] * 4) and score[7] == pytest.approx(0.57)
+    assert score[[8, 10, 11]] == pytest.approx([0.57] * 3)

@@ -1,4 +1,6 @@
-"""Test speech made at test time with espeak-ng (no files shipped): utterances and known dialogues."""
+"""Speech synthesized with espeak-ng for tests and benchmarks: utterances and dialogues whose every
+turn (speaker, start/end seconds, text) is known. Needs the ``espeak-ng`` binary (Debian package
+``espeak-ng``); it is called with an argument list, never through a shell."""
 
 from __future__ import annotations
 

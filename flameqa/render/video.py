@@ -154,6 +154,72 @@ def _select(run: Path, sample_id: str | None, clip_id: str | None):
     return clip, fl.slice(best, 1), t0, t1
 
 
+def iter_overlay(
+    run: str | os.PathLike,
+    *,
+    sample_id: str | None = None,
+    clip_id: str | None = None,
+    mode: Literal["shaded", "wireframe"] = "shaded",
+    every: int = 1,
+) -> Iterator[tuple[float, np.ndarray, dict]]:
+    """Yield ``(t, frame, info)`` composed overlay frames (every ``every``-th) of a sample's answer
+    span or a whole clip: left the source frame with the fitted mesh (blue; red where the fit is not
+    valid), right the same motion on a frontal mesh, transcript words as a caption. ``info`` holds
+    the clip row, the span and the fps (for muxing audio)."""
+    import cv2
+
+    from flameqa.io.media import iter_frames
+    from flameqa.render.raster import draw_mesh, frontal_view
+
+    run = Path(run)
+    clip, row, t0, t1 = _select(run, sample_id, clip_id)
+    r = row.to_pylist()[0]
+    params = {k: column_to_numpy(row.column(k), 0) for k in ("expression", "jaw", "neck", "global_pose", "eyes", "transl")}
+    fidx = np.asarray(r["frame_idx"])
+    valid = np.asarray(r["valid"], bool)
+    fps = float(r["fps"])
+    times = clip["start_s"] + fidx / fps
+    sel = np.ones(len(fidx), bool) if t0 is None else (times >= t0) & (times < t1)
+    layer = load_layer(_run_model_spec(run), len(r["shape"]))
+    sub = {k: v[sel] for k, v in params.items()}
+    verts = mesh_sequence(layer, np.asarray(r["shape"]), sub)
+    front = mesh_sequence(layer, np.asarray(r["shape"]), sub, frontal=True)
+    valid = valid[sel]
+    faces = layer.faces.numpy()
+    cam = json.loads(r["camera"])
+    f, cx, cy = cam["focal_px"], cam["cx"], cam["cy"]
+    words = sh.read_table(run, "words").to_pylist() if "words" in sh.list_table_dirs(run) else []
+    words = [w for w in words if w["clip_id"] == clip["clip_id"]]
+    center = front.reshape(-1, 3).mean(0) if len(front) else np.zeros(3)
+    scale = 0.8 * PANEL / max(np.ptp(front[..., 0]), np.ptp(front[..., 1]), 1e-9) if len(front) else 1.0
+    span = times[sel]
+    start = float(span[0]) if len(span) else clip["start_s"]
+    end = float(span[-1]) + 1 / fps if len(span) else clip["end_s"]
+    by_time = {round(float(t), 4): k for k, t in enumerate(span)}
+    info = {"clip": clip, "start_s": start, "end_s": end, "fps": fps}
+    for n, (_, t, img) in enumerate(iter_frames(clip["path"], fps=fps, start_s=start, end_s=end, rotation=clip["rotation"] or 0)):
+        if n % every:
+            continue
+        k = by_time.get(round(float(t), 4))
+        h, w = img.shape[:2]
+        s = PANEL / h
+        left = cv2.resize(img, (int(round(w * s)) // 2 * 2, PANEL))
+        if k is not None:
+            v = verts[k]
+            # OpenGL camera (x right, y up, looking down −z) → pixels; depth = −z
+            depth = -v[:, 2]
+            pix = np.stack([(cx + f * v[:, 0] / depth) * s, (cy - f * v[:, 1] / depth) * s, depth], -1)
+            cam_v = np.stack([v[:, 0], -v[:, 1], -v[:, 2]], -1)
+            colour = (170, 200, 255) if valid[k] else (255, 120, 120)
+            left = draw_mesh(left, pix, faces, cam_verts=cam_v, mode=mode, color=colour, alpha=0.55)
+            right = frontal_view(front[k], faces, PANEL, center=center, scale=scale)
+        else:
+            right = np.full((PANEL, PANEL, 3), 32, np.uint8)
+        frame = np.concatenate([left, right], axis=1)
+        _caption(frame, " ".join(wd["word"] for wd in words if wd["start_s"] - 0.6 <= t <= wd["end_s"] + 0.6))
+        yield float(t), frame, info
+
+
 def render(
     run: str | os.PathLike,
     *,
@@ -165,7 +231,7 @@ def render(
     mode: Literal["shaded", "wireframe"] = "shaded",
     png_every: int = 0,
 ) -> Path:
-    """Render an overlay video to ``dest`` and return its path.
+    """Render an overlay video to ``dest`` (H.264 + the clip's audio) and return its path.
 
     ``motion``: a motion parquet (flame-table columns, e.g. from ``flameqa predict``): rendered as
     the frontal mesh alone, with ``audio`` muxed when given. ``png_every`` > 0 also saves every n-th
@@ -173,71 +239,37 @@ def render(
     """
     import cv2
 
-    from flameqa.render.raster import draw_mesh, frontal_view
+    from flameqa.io.media import read_wav
 
     run, dest = Path(run), Path(dest)
     if motion is not None:
         return render_motion(motion, dest, audio=audio, model=_run_model_spec(run) if run.exists() else "demo", png_every=png_every)
-    clip, row, t0, t1 = _select(run, sample_id, clip_id)
-    r = row.to_pylist()[0]
-    params = {k: column_to_numpy(row.column(k), 0) for k in ("expression", "jaw", "neck", "global_pose", "eyes", "transl")}
-    fidx = np.asarray(r["frame_idx"])
-    valid = np.asarray(r["valid"], bool)
-    fps = float(r["fps"])
-    times = clip["start_s"] + fidx / fps
-    sel = np.ones(len(fidx), bool)
-    if t0 is not None:
-        sel = (times >= t0) & (times < t1)
-    layer = load_layer(_run_model_spec(run), len(r["shape"]))
-    verts = mesh_sequence(layer, np.asarray(r["shape"]), {k: v[sel] for k, v in params.items()})
-    front = mesh_sequence(layer, np.asarray(r["shape"]), {k: v[sel] for k, v in params.items()}, frontal=True)
-    faces = layer.faces.numpy()
-    cam = json.loads(r["camera"])
-    f, cx, cy = cam["focal_px"], cam["cx"], cam["cy"]
-    words = sh.read_table(run, "words").to_pylist() if "words" in sh.list_table_dirs(run) else []
-    words = [w for w in words if w["clip_id"] == clip["clip_id"]]
-    center = front.reshape(-1, 3).mean(0)
-    scale = 0.8 * PANEL / max(np.ptp(front[..., 0]), np.ptp(front[..., 1]), 1e-9)
-    span = times[sel]
-    start = float(span[0]) if len(span) else clip["start_s"]
-    end = float(span[-1]) + 1 / fps if len(span) else clip["end_s"]
-    by_time = {round(float(t), 4): k for k, t in enumerate(span)}
     writer = None
-    pngs = 0
-    from flameqa.io.media import iter_frames, read_wav
-
-    for _, t, img in iter_frames(clip["path"], fps=fps, start_s=start, end_s=end, rotation=clip["rotation"] or 0):
-        k = by_time.get(round(float(t), 4))
-        h, w = img.shape[:2]
-        s = PANEL / h
-        left = cv2.resize(img, (int(round(w * s)) // 2 * 2, PANEL))
-        if k is not None:
-            v = verts[k]
-            # OpenGL camera (x right, y up, looking down −z) → pixels; depth = −z
-            depth = -v[:, 2]
-            pix = np.stack([(cx + f * v[:, 0] / depth) * s, (cy - f * v[:, 1] / depth) * s, depth], -1)
-            cam_v = np.stack([v[:, 0], -v[:, 1], -v[:, 2]], -1)
-            colour = (170, 200, 255) if valid[sel][k] else (255, 120, 120)
-            left = draw_mesh(left, pix, faces, cam_verts=cam_v, mode=mode, color=colour, alpha=0.55)
-            right = frontal_view(front[k], faces, PANEL, center=center, scale=scale)
-        else:
-            right = np.full((PANEL, PANEL, 3), 32, np.uint8)
-        frame = np.concatenate([left, right], axis=1)
-        _caption(frame, " ".join(wd["word"] for wd in words if wd["start_s"] - 0.6 <= t <= wd["end_s"] + 0.6))
+    info: dict = {}
+    n = 0
+    for _, frame, info in iter_overlay(run, sample_id=sample_id, clip_id=clip_id, mode=mode):
         if writer is None:
-            writer = _Writer(dest, frame.shape[1], frame.shape[0], fps)
+            writer = _Writer(dest, frame.shape[1], frame.shape[0], info["fps"])
         writer.frame(frame)
-        if png_every and pngs % png_every == 0:
-            cv2.imwrite(str(dest.with_name(f"{dest.stem}_{pngs:04d}.png")), frame[:, :, ::-1])
-        pngs += 1
+        if png_every and n % png_every == 0:
+            cv2.imwrite(str(dest.with_name(f"{dest.stem}_{n:04d}.png")), frame[:, :, ::-1])
+        n += 1
     if writer is None:
-        raise RuntimeError(f"no frames decoded from {clip['path']} between {start:.2f}s and {end:.2f}s")
-    audio_arr = None
-    if clip.get("audio_path"):
-        audio_arr, _ = read_wav(clip["audio_path"], start, end)
+        raise RuntimeError(f"no frames decoded for {sample_id or clip_id} in {run}")
+    clip = info["clip"]
+    audio_arr = read_wav(clip["audio_path"], info["start_s"], info["end_s"])[0] if clip.get("audio_path") else None
     out = writer.close(audio_arr)
-    log.info("rendered %d frames to %s", pngs, out)
+    log.info("rendered %d frames to %s", n, out)
     return out
+
+
+def sample_frames(run: str | os.PathLike, sample_id: str, n: int = 3) -> list[np.ndarray]:
+    """``n`` evenly spaced composed overlay frames of a sample (for notebooks and reports)."""
+    frames = [f for _, f, _ in iter_overlay(run, sample_id=sample_id, every=2)]
+    if not frames:
+        return []
+    idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    return [frames[i] for i in idx]
 
 
 def render_motion(motion: str | os.PathLike, dest: Path, audio: str | os.PathLike | None = None, model: str = "demo", png_every: int = 0) -> Path:

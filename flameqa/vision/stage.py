@@ -65,14 +65,8 @@ class _Prefetch:
     def _run(self, frames: Iterator[tuple[int, float, np.ndarray]]) -> None:
         try:
             for item in frames:
-                while not self._stop.is_set():
-                    try:
-                        self._q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    break
+                if not self._put(item):
+                    return
             self._put(self._END)
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
             self._put(e)
@@ -81,13 +75,15 @@ class _Prefetch:
             if close is not None:
                 close()
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: Any) -> bool:
+        """Queue ``item`` unless the consumer has stopped (then False)."""
         while not self._stop.is_set():
             try:
                 self._q.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         while True:
@@ -157,6 +153,13 @@ class _Sink:
 
 
 class FacesStage(Stage):
+    """``clips`` → ``faces``: per clip, stream frames → FaceLandmarker → tracks → segment rows.
+
+    Frames are decoded at ``faces.landmarker.max_side`` at most (4K is downscaled by the decoder,
+    coordinates are mapped back), upright (the reader undoes the display rotation). Memory per
+    clip is one open segment per track plus the spooled output (see ``faces.spool_mb``).
+    """
+
     name = "faces"
     input_table = "clips"
     output_tables = ("faces",)
@@ -253,10 +256,9 @@ class FacesStage(Stage):
         self.landmarker.start_clip()
         try:
             for idx, _t, img in pre:
-                if n == 0 and not (W and H and size is None and img.shape[:2] == (H, W)):
-                    if size is None:  # trust the decoded frames over the clip's metadata
-                        W, H = img.shape[1], img.shape[0]
-                        base.update(image_width=W, image_height=H)
+                if n == 0 and size is None and img.shape[:2] != (H, W):
+                    W, H = img.shape[1], img.shape[0]  # trust the decoded frames over the clip's metadata
+                    base.update(image_width=W, image_height=H)
                 n += 1
                 # mean luma of a sparse grid of pixels: cheap, and enough to tell black from content
                 if float(img[::16, ::16].mean()) < cfg.black_luma:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pyarrow as pa
 
+from flameqa import __version__
 from flameqa.config import PipelineConfig, RayConfig
 from flameqa.runner import ShardResult, StageReport, input_shards, load_inputs, process_shard, shard_is_done, stage_hash
 from flameqa.stages import STAGES, stage_class
@@ -162,21 +163,38 @@ class ShardWorker:
     """
 
     def __init__(
-        self, stage_name: str, stage_spec: str, cfg_json: dict[str, Any], out: str, ctx: StageContext, log_level: str
+        self,
+        stage_name: str,
+        stage_spec: str,
+        cfg_json: dict[str, Any],
+        out: str,
+        ctx: StageContext,
+        log_level: str,
+        driver_version: str,
     ) -> None:
-        from flameqa import stages
+        import socket
+
+        from pydantic import ValidationError
+
+        from flameqa import __version__, stages
         from flameqa.logs import setup_logging
 
         setup_logging(log_level)
         # the driver's registry entry: stages registered at run time (plugins, tests) resolve here too
         stages.STAGES[stage_name] = stage_spec
         self.stage_name = stage_name
-        self.cfg = PipelineConfig.model_validate(cfg_json)
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        try:
+            self.cfg = PipelineConfig.model_validate(cfg_json)
+        except ValidationError as e:
+            # the driver's config does not fit this worker's flameqa: different code on the nodes
+            raise RuntimeError(
+                f"{stage_name} actor on {self.node}: the driver's pipeline config does not validate here "
+                f"(driver flameqa {driver_version}, this worker {__version__}); install the same flameqa "
+                f"on every node.\n{e}"
+            ) from None
         self.out = Path(out)
         self.stage = stage_class(stage_name)(self.cfg.stage_config(stage_name), ctx)
-        import socket
-
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out: list[dict[str, Any]] = []
@@ -301,6 +319,7 @@ def run_stage_ray(
                     out=str(out),
                     ctx=ctx,
                     log_level=os.environ.get("FLAMEQA_LOG", "WARNING"),
+                    driver_version=__version__,
                 ),
                 num_cpus=plan.num_cpus,
                 num_gpus=plan.num_gpus or None,
@@ -349,18 +368,20 @@ def run_stage_ray(
 
 
 def read_dataset(out: str | os.PathLike, table: str) -> "ray.data.Dataset":
-    """The completed shards of ``table`` as a Ray Dataset, with the table's Arrow schema.
+    """The completed shards of ``table`` as a Ray Dataset (one block per shard, read by Ray tasks).
 
-    Fixed-size per-frame columns stay ``list<fixed_size_list<float32,N>>``; use
-    ``batch_format="pyarrow"`` in ``map_batches`` and return Arrow with the same types (numpy
-    returns become Ray tensor extension columns that ``datasets`` cannot read).
+    Columns keep the table's Arrow schema: per-frame vectors stay ``list<fixed_size_list<float32,N>>``.
+    Downstream, use ``batch_format="pyarrow"`` and return Arrow with the same types: numpy returns
+    become Ray tensor extension columns that ``datasets`` cannot read.
     """
     import ray
 
     from flameqa.io import shards as sh
-    from flameqa.io.schema import load_schema
 
     idx = sh.completed_shards(out, table)
     if not idx:
         raise FileNotFoundError(f"table {table!r} has no completed shards under {out} (run the stage that writes it first)")
-    return ray.data.read_parquet([str(sh.shard_path(out, table, i)) for i in idx], schema=load_schema(table).arrow)
+    # plain tasks over our own reader rather than ray.data.read_parquet: same schema handling as
+    # every other reader of the shards, and no fsspec HTTP probing (it needs aiohttp)
+    read = ray.remote(num_cpus=0.25)(sh.read_shard)
+    return ray.data.from_arrow_refs([read.remote(str(out), table, i) for i in idx])

@@ -98,3 +98,18 @@ class SynthFaces(Stage):
             r.update(status="failed", error=error)
             rows.append(r)
         return {"faces": conform("faces", rows)}
+
+
+class SynthFit(SynthFaces):
+    """The same rows from a stage that asks for a GPU; ``flags`` records the GPUs Ray gave it."""
+
+    uses_gpu = True
+
+    def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+        res = super().__call__(batch, side)["faces"]
+        gpus = f"cuda_visible={os.environ.get('CUDA_VISIBLE_DEVICES')}|device={self.ctx.device}"
+        flags = pa.array([[gpus]] * res.num_rows, type=res.schema.field("flags").type)
+        return {"faces": res.set_column(res.schema.get_field_index("flags"), res.schema.field("flags"), flags)}
+
+
+GPU_SPEC = "tests.executors.dummy_stages:SynthFit"

@@ -21,7 +21,7 @@ from flameqa.runner import run_pipeline
 from flameqa.stages.base import StageContext
 from tests.conftest import GRID, ROOT, make_video, need_shared
 from tests.executors import dummy_stages
-from tests.executors.dummy_stages import SPEC, Interrupted
+from tests.executors.dummy_stages import GPU_SPEC, SPEC, Interrupted
 
 pytest.importorskip("ray")
 
@@ -36,7 +36,9 @@ def ray_session():
     old_pp = os.environ.get("PYTHONPATH")
     # actors import the test-only stage (tests.executors.dummy_stages) from the project root
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([old_pp] if old_pp else []))
-    started = init_ray(RayConfig(num_cpus=2, object_store_memory=256 * 2**20, temp_dir=str(tmp)))
+    # one declared GPU (none is physically here): GPU stages get GPU actors, torch still finds no
+    # CUDA device and runs on CPU
+    started = init_ray(RayConfig(num_cpus=2, num_gpus=1, object_store_memory=256 * 2**20, temp_dir=str(tmp)))
     yield
     if started:
         shutdown_ray()
@@ -157,7 +159,7 @@ def _landed(names) -> list[str]:
 def test_demo_pipeline_on_ray_equals_local(tmp_path, ray_session):
     need_shared("face_video", "grid")
     clips = sorted(GRID.glob("*.mpg"))[:2]
-    base = ["ingest.videos_per_shard=1", "speech.diarization_backend=none"]  # 2 shards; no 20 s numba warm-up per actor
+    base = ["ingest.videos_per_shard=2", "speech.diarization_backend=none"]  # one actor a stage; no 20 s numba warm-up
     path = str(ROOT / "pipelines" / "demo.yaml")
     stages = _landed(load_config(path).stages)
     local = run(config("local", *base, path=path), tmp_path / "local", [str(c) for c in clips], stages)
@@ -169,65 +171,51 @@ def test_demo_pipeline_on_ray_equals_local(tmp_path, ray_session):
     tables = assert_same_outputs(tmp_path / "local", tmp_path / "ray", tol=1e-4)
     assert {"videos", "clips"} <= set(tables)
     for s in ray_rep.stages:
-        assert [r.shard for r in s.shards] == [0, 1] and not any(r.skipped for r in s.shards), s.stage
+        assert [r.shard for r in s.shards] == [0] and not any(r.skipped for r in s.shards), s.stage
 
 
 # ---------------------------------------------------------------------------------------------
 # synthetic clips + the test-only stage (fast, no shared media)
 
 
-def test_ingest_and_stage_on_ray_equal_local_with_failed_rows(tmp_path, ray_session, synth_faces):
+def test_ingest_and_stage_on_ray_equal_local_despite_a_killed_actor(tmp_path, ray_session, synth_faces):
+    from flameqa.executors.ray import read_dataset
+
     inputs = synth_videos(tmp_path / "media", 3)
     over = ["ingest.videos_per_shard=2", "runner.batch_groups=2"]  # uneven: shards of 2 and 1 videos
-    faults = dict(fail_clips=["v1.c000"])
-    rep_l = run(synth_config("local", *over), tmp_path / "local", inputs, ["ingest", "faces"], **faults)
-    rep_r = run(synth_config("ray", *over), tmp_path / "ray", inputs, ["ingest", "faces"], **faults)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    rep_l = run(synth_config("local", *over), tmp_path / "local", inputs, ["ingest", "faces"], fail_clips=["v1.c000"])
+    # on Ray, the actor processing v0.c000 is also SIGKILLed once, mid-shard
+    kill = dict(kill_clips=["v0.c000"], flag_dir=str(flags))
+    rep_r = run(synth_config("ray", *over), tmp_path / "ray", inputs, ["ingest", "faces"], fail_clips=["v1.c000"], **kill)
     assert rep_l.ok and rep_r.ok, errors(rep_r)
+    assert (flags / "killed-v0.c000").exists()  # the actor really died once
     assert assert_same_outputs(tmp_path / "local", tmp_path / "ray") == ["clips", "faces", "videos"]
     faces = sh.read_table(tmp_path / "ray", "faces")
     status = dict(zip(faces.column("clip_id").to_pylist(), faces.column("status").to_pylist()))
-    assert status == {"v0.c000": "ok", "v1.c000": "failed", "v2.c000": "ok", "v2.c001": "ok"}
-    assert pa.types.is_fixed_size_list(faces.schema.field("landmarks").type.value_type)
+    assert status == {"v0.c000": "ok", "v1.c000": "failed", "v2.c000": "ok", "v2.c001": "ok"}  # every row
 
-
-def test_finished_table_reads_into_ray_with_fixed_size_lists(tmp_path, ray_session, synth_faces):
-    from flameqa.executors.ray import read_dataset
-
-    inputs = synth_videos(tmp_path / "media", 2)
-    assert run(synth_config("ray"), tmp_path / "out", inputs, ["ingest", "faces"]).ok
-    ds = read_dataset(tmp_path / "out", "faces")
-    batch = ds.map_batches(lambda b: b, batch_format="pyarrow").take_batch(10, batch_format="pyarrow")
+    # the finished table goes back into Ray Data with its fixed-size lists, not tensor extensions
     want = load_schema("faces").arrow.field("landmarks").type
-    assert batch.schema.field("landmarks").type == want  # list<fixed_size_list<float32,1434>>, no tensor extension
-    assert batch.num_rows == sh.read_table(tmp_path / "out", "faces").num_rows
+    assert pa.types.is_fixed_size_list(want.value_type)
+    batch = read_dataset(tmp_path / "ray", "faces").map_batches(lambda b: b, batch_format="pyarrow").take_batch(10, batch_format="pyarrow")
+    assert batch.schema.field("landmarks").type == want and batch.num_rows == 4
 
 
-def test_killed_actor_is_retried_and_every_row_arrives(tmp_path, ray_session, synth_faces):
-    inputs = synth_videos(tmp_path / "media", 3)
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    cfg = synth_config("ray", "ingest.videos_per_shard=1")
-    rep = run(cfg, tmp_path / "out", inputs, ["ingest", "faces"], kill_clips=["v1.c000"], flag_dir=str(flags))
-    assert rep.ok, errors(rep)
-    assert (flags / "killed-v1.c000").exists()  # the actor really died once
-    faces = sh.read_table(tmp_path / "out", "faces")
-    assert sorted(faces.column("clip_id").to_pylist()) == ["v0.c000", "v1.c000", "v2.c000", "v2.c001"]
-    assert set(faces.column("status").to_pylist()) == {"ok"}
-    assert sh.completed_shards(tmp_path / "out", "faces") == [0, 1, 2]
-
-
-def test_shard_that_always_kills_its_actor_fails_alone_then_reruns(tmp_path, ray_session, synth_faces):
-    inputs = synth_videos(tmp_path / "media", 3)
+def _ingest_locally(tmp_path, n: int = 3):
+    inputs = synth_videos(tmp_path / "media", n)
     out = tmp_path / "out"
-    cfg = synth_config("ray", "ingest.videos_per_shard=1", "ray.max_task_retries=1")
-    rep = run(cfg, out, inputs, ["ingest", "faces"], poison_clips=["v2.c001"])
-    faces = rep.stages[1]
+    assert run(synth_config("local", "ingest.videos_per_shard=1"), out, inputs, ["ingest"]).ok
+    return out
+
+
+def test_shard_that_always_kills_its_actor_fails_alone(tmp_path, ray_session, synth_faces):
+    out = _ingest_locally(tmp_path)
+    rep = run(synth_config("ray", "ray.max_task_retries=0"), out, stages=["faces"], poison_clips=["v2.c001"])
+    faces = rep.stages[0]
     assert [r.shard for r in faces.failed_shards] == [2] and "died" in faces.failed_shards[0].error
-    assert sh.completed_shards(out, "faces") == [0, 1]  # no marker for the failed shard
-    rep2 = run(cfg, out, inputs, ["ingest", "faces"])
-    assert rep2.ok, errors(rep2)
-    assert [r.skipped for r in rep2.stages[1].shards] == [True, True, False]
-    assert sh.completed_shards(out, "faces") == [0, 1, 2]
+    assert sh.completed_shards(out, "faces") == [0, 1]  # no marker for the failed shard: a rerun redoes it
 
 
 def test_interrupted_local_run_resumed_by_ray_and_back(tmp_path, ray_session, synth_faces):
@@ -249,3 +237,14 @@ def test_interrupted_local_run_resumed_by_ray_and_back(tmp_path, ray_session, sy
     # and back: a local run over the Ray output has nothing left to do
     again = run(synth_config("local", *over), out, inputs, ["ingest", "faces"])
     assert all(r.skipped for s in again.stages for r in s.shards)
+
+
+def test_gpu_stage_gets_a_gpu_actor_when_the_cluster_has_one(tmp_path, ray_session, monkeypatch):
+    from flameqa import stages
+
+    monkeypatch.setitem(stages.STAGES, "faces", GPU_SPEC)
+    out = _ingest_locally(tmp_path, 2)
+    rep = run(synth_config("ray"), out, stages=["faces"])
+    assert rep.ok, errors(rep)
+    flags = sh.read_table(out, "faces").column("flags").to_pylist()
+    assert flags and all(f == ["cuda_visible=0|device=cuda"] for f in flags), flags

@@ -184,6 +184,17 @@ def test_tiny_face_is_not_passed_off_as_usable(bad_out):
     assert all(r["status"] == "no_face" or "small_face" in r["flags"] for r in rows), rows
 
 
+def test_flags_are_documented(bad_out):
+    from flameqa.io.schema import load_schema
+    from flameqa.vision.stage import FLAGS
+
+    _, res = bad_out
+    seen = {f for rows in res.values() for r in rows for f in r["flags"]}
+    assert seen <= set(FLAGS), seen - set(FLAGS)
+    doc = load_schema("faces").column("flags").doc
+    assert all(f in doc for f in FLAGS)
+
+
 def test_unreadable_clip_is_a_failed_row(bad_out):
     _, res = bad_out
     (r,) = res["missing"]

@@ -238,3 +238,16 @@ def test_spooled_output_equals_in_memory(tmp_path, bundle):
             stage.close()
     assert res[0].num_rows == 3 and res[0].equals(res[1])
     assert not list((tmp_path / "tmp").glob("*")), "spool files are unlinked once mapped"
+
+
+@pytest.mark.parametrize("name", ["rotated", "native"])
+def test_yuv_decode_matches_the_reader(bad_videos, name):
+    from flameqa.io.media import iter_frames
+    from flameqa.vision.stage import decode_frames
+
+    c = bad_videos[name]
+    stored = (c["height"], c["width"]) if c["rotation"] in (90, 270) else (c["width"], c["height"])
+    ours = [f for _, _, f in decode_frames(c["path"], 25.0, 0.0, None, c["rotation"], None, stored)]
+    ref = [f for _, _, f in iter_frames(c["path"], rotation=c["rotation"])]
+    assert len(ours) == len(ref) and ours[0].shape == ref[0].shape == (288, 360, 3)
+    assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(ours, ref)) < 3

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LogMel",
+    "mel_filterbank",
     "MotionSequence",
     "NormStats",
     "WindowDataset",
@@ -72,6 +73,33 @@ def motion_dim(n_expr: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    # Slaney's auditory-toolbox scale: linear below 1 kHz, logarithmic above (librosa's default)
+    f = np.asarray(f, np.float64)
+    return np.where(f < 1000.0, 3.0 * f / 200.0, 15.0 + 27.0 * np.log(np.maximum(f, 1e-9) / 1000.0) / np.log(6.4))
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    return np.where(m < 15.0, 200.0 * m / 3.0, 1000.0 * np.exp(np.log(6.4) * (m - 15.0) / 27.0))
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Triangular mel filters ``[n_mels, n_fft//2 + 1]``, Slaney scale and area normalisation —
+    the same matrix as ``librosa.filters.mel`` with its defaults (tested), without importing
+    librosa (and numba) in every training, prediction and evaluation process."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    fft_f = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_f[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    w = np.maximum(0.0, np.minimum(lower, upper))
+    w *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return w.astype(np.float32)
+
+
 class LogMel:
     """Causal log-mel frames at ``fps * k`` frames per second.
 
@@ -81,14 +109,11 @@ class LogMel:
     """
 
     def __init__(self, sample_rate: int, fps: float, k: int, n_mels: int, window_s: float) -> None:
-        import librosa
-
         self.sr, self.fps, self.k, self.n_mels = sample_rate, fps, k, n_mels
         self.win = int(round(window_s * sample_rate))
         self.n_fft = 1 << max(0, (self.win - 1).bit_length())
         self.rate = fps * k
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=self.n_fft, n_mels=n_mels, fmin=20.0, fmax=sample_rate / 2)
-        self.fb = torch.as_tensor(fb, dtype=torch.float32)  # [M, n_fft//2+1]
+        self.fb = torch.as_tensor(mel_filterbank(sample_rate, self.n_fft, n_mels, fmin=20.0))  # [M, n_fft//2+1]
         self.window = torch.hann_window(self.win, periodic=True)
 
     def __call__(self, wav: np.ndarray, n_frames: int) -> np.ndarray:
@@ -246,15 +271,22 @@ def sequence_from_row(row: dict[str, Any], cfg: DataConfig, featurizer: LogMel, 
 
 
 def _open(source: str | os.PathLike, split: str | None, streaming: bool):
-    """``datasets`` handle(s) for a local dataset folder / parquet file or a Hub dataset id."""
+    """``datasets`` handle(s) for a local dataset folder / parquet file or a Hub dataset id.
+
+    Local data is always read in streaming mode: rows are consumed once, in order, and the
+    ``load_dataset`` Arrow cache of a local folder is keyed by the folder's *name*, so two folders
+    called ``ds`` (or an overwritten export) can silently serve stale rows, notably offline
+    (``HF_DATASETS_OFFLINE=1``). Streaming reads the files themselves, every time.
+    """
     import datasets
 
     src = str(source)
     p = Path(src)
-    kw: dict[str, Any] = {"streaming": streaming}
+    local = p.exists() or src.startswith(("/", ".", "~"))
+    kw: dict[str, Any] = {"streaming": True if local else streaming}
     if p.is_file() and p.suffix == ".parquet":
         ds = datasets.load_dataset("parquet", data_files={"train": src}, **kw)
-    elif p.exists() or src.startswith(("/", ".")):
+    elif local:
         if not p.is_dir():
             raise FileNotFoundError(f"dataset folder {p} does not exist")
         ds = datasets.load_dataset(str(p), **kw)

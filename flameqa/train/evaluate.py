@@ -71,8 +71,11 @@ def evaluate_sequences(
     energy_jaw: EnergyJawBaseline | None = None,
     baselines: bool = True,
     device: torch.device | str = "cpu",
+    cache: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``{method: aggregated metrics}`` for ``model``, ``tokenizer_recon``, ``mean_motion``, ``energy_jaw``."""
+    """``{method: aggregated metrics}`` for ``model``, ``tokenizer_recon``, ``mean_motion``, ``energy_jaw``.
+
+    ``cache`` keeps ground-truth vertices by sample id across calls (periodic evaluation)."""
     if cfg.max_sequences is not None:
         seqs = seqs[: cfg.max_sequences]
     if not seqs:
@@ -93,7 +96,7 @@ def evaluate_sequences(
         if energy_jaw is not None:
             methods["energy_jaw"] = energy_jaw.predict
     per: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    cache: dict[str, Any] = {}
+    cache = cache if cache is not None else {}
     try:
         for s in seqs:
             for name, fn in methods.items():

@@ -370,9 +370,12 @@ def train(
             "best": best,
         }  # fmt: skip
 
+    # ground-truth vertices are the same at every evaluation: keep them while they are small (< 200 MB)
+    gt_cache: dict[str, Any] | None = {} if ev is not None and sum(s.n_frames for s in td.val) * ev.layer.n_vertices * 3 < 5e7 else None
+
     def evaluate(with_baselines: bool) -> dict[str, Any]:
         return evaluate_sequences(
-            td.val, td.stats, ev, cfg.eval, n_expr, model, tok, energy_jaw, baselines=with_baselines, device=device
+            td.val, td.stats, ev, cfg.eval, n_expr, model, tok, energy_jaw, baselines=with_baselines, device=device, cache=gt_cache
         )  # fmt: skip
 
     if ev is not None and step == 0:

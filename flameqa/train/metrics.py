@@ -126,6 +126,7 @@ class VertexEvaluator:
         from flameqa.flame import FlameLayer, load_model, resolve_model_path
 
         data = load_model(resolve_model_path(flame_model))
+        data.mediapipe = data.lmk68 = None  # vertices only: skip the landmark gathers in every forward
         self.layer = FlameLayer(data, n_shape=min(n_shape, data.n_shape_file), n_expr=min(100, data.n_expr_file))
         self.layer.eval()
         self.model_id = self.layer.model_id

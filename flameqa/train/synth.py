@@ -85,9 +85,12 @@ def _smooth_noise(rng: np.random.Generator, n: int, alpha: float, scale: float, 
 
 def _lowpass(x: np.ndarray, alpha: float) -> np.ndarray:
     """Causal first-order low-pass along axis 0 (y[t] = a y[t-1] + (1-a) x[t])."""
-    from scipy.signal import lfilter
-
-    return lfilter([1 - alpha], [1, -alpha], x, axis=0)
+    y = np.empty_like(x, dtype=np.float64)
+    acc = np.zeros(x.shape[1:])
+    for t in range(len(x)):
+        acc = alpha * acc + (1 - alpha) * x[t]
+        y[t] = acc
+    return y
 
 
 def _formant_gain(freqs: np.ndarray, vowel: str) -> np.ndarray:
@@ -144,9 +147,9 @@ def _sample(rng: np.random.Generator, ident: dict, k: int, cfg: SynthConfig) -> 
         a, b = int(start * sr), min(n, int((start + length) * sr))
         bump = np.hanning(b - a) * loud
         env[v][a:b] += bump
-        harm = np.arange(1, int(3800 / ident["f0"]) + 1)
-        gains = _formant_gain(harm[:, None] * f0[None, a:b], v)  # [H, n_seg]
-        audio[a:b] += bump * (gains * np.sin(harm[:, None] * phase[None, a:b])).sum(0) / 3.0
+        harm = np.arange(1, int(3500 / ident["f0"]) + 1)
+        gains = _formant_gain(harm * f0[a:b].mean(), v)  # [H] at the syllable's mean pitch
+        audio[a:b] += bump * (gains @ np.sin(harm[:, None] * phase[None, a:b])) / 3.0
         burst = min(b - a, int(0.03 * sr))
         audio[a : a + burst] += 0.3 * loud * rng.standard_normal(burst) * np.linspace(1, 0, burst)
     audio = audio / (np.abs(audio).max() + 1e-9) * 0.5 * ident["loudness"] + rng.normal(0, 1e-3, n)

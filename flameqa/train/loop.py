@@ -16,6 +16,7 @@ with the same weights and metrics as an uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -329,11 +330,12 @@ def train(
             log.warning("streaming: data.num_workers=%d ignored (the stream position is the resume state)", cfg.data.num_workers)
         val_ids = set(td.val_identities)
         ds = StreamingWindows(
-            lambda: iter_rows(data, cfg.data.split, streaming=True), cfg.data, td.stats, make_featurizer(cfg.data), seed,
+            lambda: itertools.islice(iter_rows(data, cfg.data.split, streaming=True), cfg.data.max_samples), cfg.data, td.stats, make_featurizer(cfg.data), seed,
             keep=lambda i: not (i in val_ids or is_val_identity(i, cfg.data, seed)), skip=step * bs,
             base_dir=Path(data) if Path(str(data)).is_dir() else None,
         )  # fmt: skip
-        loader = torch.utils.data.DataLoader(ds, batch_size=bs, collate_fn=collate_windows, num_workers=0)
+        # an explicit generator: creating the iterator must not draw from the global RNG (resume)
+        loader = torch.utils.data.DataLoader(ds, batch_size=bs, collate_fn=collate_windows, num_workers=0, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = WindowBatchSampler([s.n_frames for s in td.train], W, bs, seed, start=step)
         loader = torch.utils.data.DataLoader(

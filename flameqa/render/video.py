@@ -76,7 +76,7 @@ def _caption(img: np.ndarray, text: str) -> None:
 class _Writer:
     """H.264 + AAC writer (PyAV): frames in, audio muxed at the end."""
 
-    def __init__(self, dest: Path, w: int, h: int, fps: float) -> None:
+    def __init__(self, dest: Path, w: int, h: int, fps: float, audio_rate: int | None = None) -> None:
         import av
         from fractions import Fraction
 
@@ -87,6 +87,12 @@ class _Writer:
         self.vs = self.c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.vs.width, self.vs.height, self.vs.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
         self.vs.options = {"crf": "20", "preset": "veryfast"}
+        # every stream must exist before the first packet is muxed
+        self.sr = audio_rate
+        self.a = None
+        if audio_rate:
+            self.a = self.c.add_stream("aac", rate=audio_rate)
+            self.a.layout = "mono"
 
     def frame(self, img: np.ndarray) -> None:
         import av
@@ -95,14 +101,13 @@ class _Writer:
         for p in self.vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
             self.c.mux(p)
 
-    def close(self, audio: np.ndarray | None = None, sr: int = 16000) -> Path:
+    def close(self, audio: np.ndarray | None = None) -> Path:
         import av
 
         for p in self.vs.encode():
             self.c.mux(p)
-        if audio is not None and audio.size:
-            a = self.c.add_stream("aac", rate=sr)
-            a.layout = "mono"
+        a, sr = self.a, self.sr
+        if a is not None and audio is not None and audio.size:
             for k in range(0, len(audio), 1024):
                 fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, k : k + 1024], np.float32), format="fltp", layout="mono")
                 fr.sample_rate = sr
@@ -249,7 +254,7 @@ def render(
     n = 0
     for _, frame, info in iter_overlay(run, sample_id=sample_id, clip_id=clip_id, mode=mode):
         if writer is None:
-            writer = _Writer(dest, frame.shape[1], frame.shape[0], info["fps"])
+            writer = _Writer(dest, frame.shape[1], frame.shape[0], info["fps"], 16000 if info["clip"].get("audio_path") else None)
         writer.frame(frame)
         if png_every and n % png_every == 0:
             cv2.imwrite(str(dest.with_name(f"{dest.stem}_{n:04d}.png")), frame[:, :, ::-1])
@@ -289,7 +294,7 @@ def render_motion(motion: str | os.PathLike, dest: Path, audio: str | os.PathLik
     faces = layer.faces.numpy()
     center = front.reshape(-1, 3).mean(0)
     scale = 0.8 * PANEL / max(np.ptp(front[..., 0]), np.ptp(front[..., 1]), 1e-9)
-    w = _Writer(dest, PANEL, PANEL, fps)
+    w = _Writer(dest, PANEL, PANEL, fps, 16000 if audio is not None else None)
     for k in range(len(front)):
         img = frontal_view(front[k], faces, PANEL, center=center, scale=scale)
         w.frame(img)

@@ -81,6 +81,10 @@ def eval_motion(
     if identities not in ("val", "unseen", "all"):
         typer.echo(f"--identities must be val, unseen or all, got {identities!r}", err=True)
         raise typer.Exit(2)
+    if json_:  # the CLI's log handler writes to stdout: keep the JSON parseable
+        import logging
+
+        logging.getLogger("flameqa.train").setLevel(logging.WARNING)
     try:
         res = evaluate_checkpoint(ckpt, data, split=split, identities=identities, eval_overrides=over)
     except (ValueError, FileNotFoundError) as e:
@@ -101,7 +105,12 @@ def bench_train(
     json_: bool = typer.Option(True, "--json/--no-json", help="Print JSON (the default)."),
 ) -> None:
     """Training steps/s and samples/s, and data-loader throughput relative to what a step consumes."""
+    import logging
+
     from flameqa.train.bench import bench_training
+
+    if json_:  # the CLI's log handler writes to stdout: keep the JSON parseable
+        logging.getLogger("flameqa.train").setLevel(logging.WARNING)
 
     res = bench_training(data, _train_config(config, None), steps=steps)
     typer.echo(json.dumps(res, indent=1) if json_ else "\n".join(f"{k}: {v}" for k, v in res.items()))

@@ -273,6 +273,7 @@ def train(
     ``on_step(step, losses)`` runs after every optimizer step (after any checkpoint of that step);
     raising :class:`StopTraining` there stops cleanly, any other exception propagates (a crash).
     """
+    device = _device(cfg)
     out = Path(out)
     ckdir = out / "checkpoints"
     last = ckdir / "last.pt"
@@ -292,7 +293,6 @@ def train(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed = cfg.train.seed
-    device = _device(cfg)
 
     td = prepare_data(
         data, cfg,

@@ -20,6 +20,9 @@ INSPECT = [
     ("code", SETUP),
     ("code", """import datasets
 ds = datasets.load_dataset(DATASET)
+# keep audio as wav bytes: decoding needs torchcodec, which many environments lack; soundfile reads the bytes
+for name in ("answer_audio", "question_audio"):
+    ds = ds.cast_column(name, datasets.Audio(decode=False))
 print(ds)
 split = next(iter(ds))
 ds[split].features["expression"], ds[split].features["answer_audio"]"""),
@@ -30,7 +33,7 @@ print("A:", s["answer_text"])
 print("answer words:", [(w["word"], round(float(w["start_s"]), 2)) for w in ds[split][0]["answer_words"]][:12])"""),
     ("code", """import io, soundfile as sf
 from IPython.display import Audio, display
-raw = ds[split].cast_column("answer_audio", datasets.Audio(decode=False))[0]["answer_audio"]["bytes"]
+raw = ds[split][0]["answer_audio"]["bytes"]
 wav, sr = sf.read(io.BytesIO(raw))
 display(Audio(wav, rate=sr))"""),
     ("code", """import matplotlib.pyplot as plt

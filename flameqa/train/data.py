@@ -151,7 +151,10 @@ def decode_audio(value: Any, sample_rate: int, base_dir: str | os.PathLike | Non
     if "array" in value and value.get("array") is not None:
         wav, sr = np.asarray(value["array"], np.float32), int(value["sampling_rate"])
     elif value.get("bytes"):
-        wav, sr = sf.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=True)
+        try:
+            wav, sr = sf.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=True)
+        except (RuntimeError, sf.LibsndfileError) as e:
+            raise ValueError(f"answer_audio bytes are not readable audio: {e}") from None
         wav = wav.mean(1)
     elif value.get("path"):
         p = Path(value["path"])
@@ -233,6 +236,13 @@ def _cell(table, name: str, i: int) -> Any:
 
 def sequence_from_row(row: dict[str, Any], cfg: DataConfig, featurizer: LogMel, base_dir: str | os.PathLike | None = None) -> MotionSequence:
     """A sample row (values as numpy/python) → :class:`MotionSequence`; ValueError names the problem."""
+    try:
+        return _sequence_from_row(row, cfg, featurizer, base_dir)
+    except (TypeError, KeyError) as e:  # a null or malformed column
+        raise ValueError(f"sample {row.get('sample_id')}: malformed row ({type(e).__name__}: {e})") from None
+
+
+def _sequence_from_row(row: dict[str, Any], cfg: DataConfig, featurizer: LogMel, base_dir: str | os.PathLike | None) -> MotionSequence:
     sid = str(row.get("sample_id"))
     fps = float(row.get("fps") or 0.0)
     if abs(fps - cfg.fps) > 1e-3:
@@ -246,7 +256,9 @@ def sequence_from_row(row: dict[str, Any], cfg: DataConfig, featurizer: LogMel, 
         raise ValueError(f"sample {sid}: {T} frames < data.min_frames={cfg.min_frames}")
     full = np.zeros((T, 100), np.float32)
     full[:, : min(100, expr.shape[1])] = expr[:, :100]
-    jaw = np.asarray(row.get("jaw"), np.float32).reshape(T, 3)
+    if row.get("jaw") is None:
+        raise ValueError(f"sample {sid}: jaw is null")
+    jaw = np.asarray(row["jaw"], np.float32).reshape(T, 3)
     neck = np.asarray(row["neck"], np.float32).reshape(T, 3) if row.get("neck") is not None else np.zeros((T, 3), np.float32)
     valid = np.asarray(row["valid"], bool).reshape(T) if row.get("valid") is not None else np.ones(T, bool)
     motion = np.concatenate([full[:, : cfg.n_expr], jaw, neck], 1)
@@ -281,7 +293,7 @@ def _open(source: str | os.PathLike, split: str | None, streaming: bool):
     import datasets
 
     src = str(source)
-    p = Path(src)
+    p = Path(src).expanduser()
     local = p.exists() or src.startswith(("/", ".", "~"))
     kw: dict[str, Any] = {"streaming": True if local else streaming}
     if p.is_file() and p.suffix == ".parquet":

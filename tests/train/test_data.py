@@ -63,11 +63,16 @@ def test_mel_filterbank_matches_librosa():
 
 def test_bad_samples_are_reported_not_fatal():
     cfg = DataConfig(n_expr=10)
-    rows = [_row(sid="ok"), _row(sid="fps", fps=30.0), {**_row(sid="noaudio"), "answer_audio": None}, _row(sid="short", T=3)]
+    rows = [
+        _row(sid="ok"), _row(sid="fps", fps=30.0), {**_row(sid="noaudio"), "answer_audio": None}, _row(sid="short", T=3),
+        {**_row(sid="nojaw"), "jaw": None}, {**_row(sid="badwav"), "answer_audio": {"bytes": b"RIFF0000junk", "path": None}},
+        {**_row(sid="badjaw"), "jaw": np.zeros((5, 3))},
+    ]  # fmt: skip
     seqs, skipped = load_sequences("unused", cfg, rows=rows)
     assert [s.sample_id for s in seqs] == ["ok"]
     errs = {s["sample_id"]: s["error"] for s in skipped}
     assert "fps 30.0" in errs["fps"] and "null" in errs["noaudio"] and "min_frames" in errs["short"]
+    assert "jaw is null" in errs["nojaw"] and "not readable audio" in errs["badwav"] and "badjaw" in errs
 
 
 def test_identity_split_and_per_identity_stats():

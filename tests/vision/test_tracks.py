@@ -121,3 +121,4 @@ def test_skipped_detector_frames_hold_the_track_score():
     assert score[:3] == pytest.approx([0.52] * 3), "frames before the first score take the first score"
     assert score[3:7] == pytest.approx([0.52] * 4) and score[7] == pytest.approx(0.57)
     assert score[[8, 10, 11]] == pytest.approx([0.57] * 3)
+

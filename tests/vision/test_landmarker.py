@@ -1,0 +1,54 @@
+"""The MediaPipe wrapper: bundle checks, VIDEO-mode timestamps, image zoom search."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flameqa.vision.landmarker import _verify
+
+
+def test_corrupt_cached_bundle_is_refused(tmp_path):
+    p = tmp_path / "face_landmarker.task"
+    p.write_bytes(b"not a model")
+    (tmp_path / "_done.json").write_text(json.dumps({"sha256": {"face_landmarker.task": "0" * 64}}))
+    with pytest.raises(ValueError, match="make setup"):
+        _verify(p, p.read_bytes())
+
+
+def test_video_mode_tolerates_repeated_timestamps_and_restarts_per_clip(landmarker, grid_frames):
+    frames = grid_frames["bbaf2n"].frames[:6]
+    for _ in range(2):  # a second clip restarts at t=0 on a fresh graph
+        landmarker.start_clip()
+        out = [landmarker.detect(f, 0) for f in frames]  # same timestamp every frame
+        assert [f.n for f in out] == [1] * 6
+        f = out[-1]
+        assert f.landmarks.shape == (1, 478, 3) and f.blendshapes.shape == (1, 52) and f.transform.shape == (1, 4, 4)
+        assert 0.3 < f.det_score[0] <= 1.0
+
+
+def test_full_size_maps_a_downscaled_frame_back(landmarker, grid_frames):
+    import cv2
+
+    frame = grid_frames["bbaf2n"].frames[0]
+    landmarker.start_clip()
+    full = landmarker.detect(frame, 0)
+    landmarker.start_clip()
+    half = landmarker.detect(cv2.resize(frame, (180, 144), interpolation=cv2.INTER_AREA), 0, full_size=(360, 288))
+    err = np.linalg.norm(full.landmarks[0, :, :2] - half.landmarks[0, :, :2], axis=-1).mean()
+    assert err < 3.0, f"half-size landmarks mapped back are {err:.1f} px off"
+
+
+def test_image_zoom_search_finds_a_small_face(landmarker, grid_frames):
+    import cv2
+
+    face = grid_frames["bbaf2n"].frames[0]
+    canvas = np.full((1080, 1440, 3), 40, np.uint8)
+    canvas[700:844, 100:280] = cv2.resize(face, (180, 144), interpolation=cv2.INTER_AREA)
+    found = landmarker.detect_image(canvas)
+    assert found.n == 1
+    cx, cy = found.landmarks[0, :, :2].mean(0)
+    assert 100 < cx < 280 and 700 < cy < 844
+    assert landmarker.detect_image(canvas, zoom=()).n == 0, "without the zoom search the face is too small"

@@ -47,7 +47,11 @@ def mesh_sequence(layer, shape: np.ndarray, params: dict[str, np.ndarray], front
     from flameqa.flame import compose_pose
 
     T = len(params["expression"])
-    t = lambda k, n: torch.as_tensor(np.asarray(params.get(k, np.zeros((T, n))), np.float32)[:, :n]) if (k in params and params[k] is not None) else torch.zeros(T, n)
+
+    def t(key: str, n: int):
+        v = params.get(key)
+        return torch.zeros(T, n) if v is None else torch.from_numpy(np.array(v, np.float32)[:, :n])
+
     zeros3 = torch.zeros(T, 3)
     pose = compose_pose(zeros3 if frontal else t("global_pose", 3), t("neck", 3), t("jaw", 3), t("eyes", 6))
     with torch.no_grad():

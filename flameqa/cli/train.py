@@ -43,7 +43,8 @@ def train(
     if "metrics" in res:
         typer.echo(f"validation identities {res['val_identities']} (step {res['step']}):")
         typer.echo(format_table(res["metrics"]))
-    typer.echo(f"run: {out} (checkpoints/last.pt, best.pt at step {res['best']['step']})")
+    best = f", best.pt at step {res['best']['step']}" if res["best"]["step"] >= 0 else ""
+    typer.echo(f"run: {out} (checkpoints/last.pt{best})")
 
 
 @app.command()

@@ -348,6 +348,7 @@ def train(
     ev = VertexEvaluator(cfg.eval.flame_model, cfg.eval.masks, cfg.eval.n_shape, cfg.eval.include_neck)
     model_ids = sorted({s.model_id for s in td.train + td.val if s.model_id})
     check_model_ids(model_ids, ev.model_id)
+    data_model_id = model_ids[0] if model_ids else ev.model_id
     if saved:
         dim_w = saved["loss_weights"].numpy()
     else:
@@ -368,7 +369,7 @@ def train(
             "stats": td.stats.to_state(), "baselines": {"energy_jaw": energy_jaw.to_state()},
             "identities": {"train": td.train_identities, "val": td.val_identities},
             "loss_weights": torch.as_tensor(dim_w),
-            "data": {"source": td.source, "skipped": len(td.skipped), "model_id": model_ids[0] if model_ids else ev.model_id},
+            "data": {"source": td.source, "skipped": len(td.skipped), "model_id": data_model_id},
             "best": best,
         }  # fmt: skip
 

@@ -113,7 +113,9 @@ def resolve_bundle(cfg: LandmarkerConfig) -> Path:
         dest = model_dir() / "face_landmarker" / "face_landmarker.task"
         dest.parent.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s", OFFICIAL_URL)
-        urllib.request.urlretrieve(OFFICIAL_URL, dest)  # noqa: S310 - fixed https URL
+        tmp = dest.with_name(dest.name + ".part")
+        urllib.request.urlretrieve(OFFICIAL_URL, tmp)  # noqa: S310 - fixed https URL
+        tmp.replace(dest)
         digest = hashlib.sha256(dest.read_bytes()).hexdigest()
         if digest != BUNDLE_SHA256:
             log.warning("downloaded %s has sha256 %s, not the known float16 v1 %s", OFFICIAL_URL, digest, BUNDLE_SHA256)
@@ -172,13 +174,13 @@ class FaceLandmarker:
         self._prev_n = -1
 
     # -- life cycle -----------------------------------------------------------------------
-    def _options(self, mode: str, num_faces: int | None = None):
+    def _options(self, mode: str):
         from mediapipe.tasks.python import BaseOptions, vision
 
         return vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_buffer=self._bundle),
             running_mode=getattr(vision.RunningMode, mode),
-            num_faces=num_faces or self.cfg.max_faces,
+            num_faces=self.cfg.max_faces,
             min_face_detection_confidence=self.cfg.min_detection_confidence,
             min_face_presence_confidence=self.cfg.min_presence_confidence,
             min_tracking_confidence=self.cfg.min_tracking_confidence,

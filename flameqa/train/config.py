@@ -35,6 +35,9 @@ class DataConfig(Config):
     """Analysis window of one log-mel frame, seconds (ends at the frame's end: causal)."""
     window_frames: int = 50
     """Training window length in motion frames (2 s at 25 fps)."""
+    val_split: str | None = None
+    """Use this dataset split (e.g. ``test``: the exporter assigns whole identities to a split) for
+    validation, and every identity in it is kept out of training; None: split identities by hash."""
     val_identities: tuple[str, ...] = ()
     """Identities held out for validation; empty → ``val_fraction`` of them, chosen by a seeded hash."""
     val_fraction: float = 0.25

@@ -53,6 +53,7 @@ __all__ = [
     "load_sequences",
     "sequence_from_row",
     "split_identities",
+    "is_val_row",
     "motion_dim",
 ]
 
@@ -213,6 +214,8 @@ class MotionSequence:
     fps: float
     question_text: str = ""
     model_id: str = ""
+    split: str = ""
+    """The dataset split the sample came from."""
 
     @property
     def n_frames(self) -> int:
@@ -279,6 +282,7 @@ def _sequence_from_row(row: dict[str, Any], cfg: DataConfig, featurizer: LogMel,
         fps=fps,
         question_text=str(row.get("question_text") or ""),
         model_id=str(row.get("model_id") or ""),
+        split=str(row.get("_split") or ""),
     )
 
 
@@ -309,18 +313,21 @@ def _open(source: str | os.PathLike, split: str | None, streaming: bool):
     missing = [s for s in want if s not in ds]
     if missing:
         raise ValueError(f"dataset {src}: no split(s) {missing}; it has {names}")
-    return [ds[s] for s in want]
+    return [(s, ds[s]) for s in want]
 
 
 def iter_rows(source: str | os.PathLike, split: str | None = None, streaming: bool = False, batch_size: int = 16) -> Iterator[dict[str, Any]]:
-    """Rows of the sample columns the trainer needs, as numpy/python values, in dataset order.
+    """Rows of the sample columns the trainer needs, as numpy/python values, in dataset order,
+    each with ``_split`` (the dataset split it came from).
 
     Reads Arrow batches (audio stays undecoded bytes whatever the dataset's features say)."""
-    for ds in _open(source, split, streaming):
+    for name, ds in _open(source, split, streaming):
         cols = [c for c in SAMPLE_COLUMNS if c in (ds.column_names or SAMPLE_COLUMNS)]
         for table in ds.select_columns(cols).with_format("arrow").iter(batch_size=batch_size):
             for i in range(table.num_rows):
-                yield {c: _cell(table, c, i) for c in cols}
+                row = {c: _cell(table, c, i) for c in cols}
+                row["_split"] = name
+                yield row
 
 
 def load_sequences(
@@ -381,6 +388,16 @@ def is_val_identity(identity: str, cfg: DataConfig, seed: int) -> bool:
     if cfg.val_identities:
         return identity in set(cfg.val_identities)
     return _id_hash(seed, identity) < cfg.val_fraction
+
+
+def is_val_row(identity: str, split: str, cfg: DataConfig, seed: int, val_ids: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Validation membership of a streamed row: in ``val_split`` (when set) or of a validation
+    identity (known ones, else the hash rule), so no identity ends up on both sides."""
+    if identity in val_ids:
+        return True
+    if cfg.val_split is not None:
+        return split == cfg.val_split
+    return is_val_identity(identity, cfg, seed)
 
 
 def _moments(seqs: list[MotionSequence]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -557,7 +574,7 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, 0x57E4, epoch])
         buf: list[dict[str, Any]] = []
         for row in self.rows_fn():
-            if not self.keep(str(row.get("identity"))):
+            if not self.keep(row):
                 continue
             buf.append(row)
             if len(buf) >= self.cfg.shuffle_buffer:

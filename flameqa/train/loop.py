@@ -41,6 +41,7 @@ from flameqa.train.data import (
     WindowDataset,
     collate_windows,
     is_val_identity,
+    is_val_row,
     iter_rows,
     load_sequences,
     make_featurizer,
@@ -89,19 +90,22 @@ def prepare_data(source: str | os.PathLike, cfg: TrainConfig, stats: NormStats |
                 break
             head.append(row)
         seqs, skipped = load_sequences(source, d.model_copy(update={"streaming": False}), feat, rows=head)
-        val = [s for s in seqs if is_val_identity(s.identity, d, seed)]
-        train_seqs = [s for s in seqs if not is_val_identity(s.identity, d, seed)]
-        train_ids, val_ids = sorted({s.identity for s in train_seqs}), sorted({s.identity for s in val})
     else:
         seqs, skipped = load_sequences(source, d, feat)
-        train_ids, val_ids = split_identities((s.identity for s in seqs), d, seed)
-        train_seqs = [s for s in seqs if s.identity in set(train_ids)]
-        val = [s for s in seqs if s.identity in set(val_ids)]
-    if identities is not None:
+    if identities is not None:  # resume: the checkpoint's split
         train_ids, val_ids = identities["train"], identities["val"]
-        if not d.streaming:
-            train_seqs = [s for s in seqs if s.identity in set(train_ids)]
-            val = [s for s in seqs if s.identity in set(val_ids)]
+    elif d.val_split is not None:
+        val_ids = sorted({s.identity for s in seqs if s.split == d.val_split})
+        train_ids = sorted({s.identity for s in seqs} - set(val_ids))
+        if not val_ids:
+            log.warning("data.val_split=%r has no samples: no validation", d.val_split)
+    elif d.streaming:
+        val_ids = sorted({s.identity for s in seqs if is_val_identity(s.identity, d, seed)})
+        train_ids = sorted({s.identity for s in seqs} - set(val_ids))
+    else:
+        train_ids, val_ids = split_identities((s.identity for s in seqs), d, seed)
+    train_seqs = [s for s in seqs if s.identity in set(train_ids)]
+    val = [s for s in seqs if s.identity in set(val_ids)]
     if not train_seqs:
         raise ValueError(f"{source}: no usable training sequences ({len(seqs)} read, {len(skipped)} skipped; identities {train_ids + val_ids})")
     stats = stats or NormStats.fit(train_seqs)
@@ -331,7 +335,7 @@ def train(
         val_ids = set(td.val_identities)
         ds = StreamingWindows(
             lambda: itertools.islice(iter_rows(data, cfg.data.split, streaming=True), cfg.data.max_samples), cfg.data, td.stats, make_featurizer(cfg.data), seed,
-            keep=lambda i: not (i in val_ids or is_val_identity(i, cfg.data, seed)), skip=step * bs,
+            keep=lambda r: not is_val_row(str(r.get("identity")), str(r.get("_split")), cfg.data, seed, val_ids), skip=step * bs,
             base_dir=Path(data) if Path(str(data)).is_dir() else None,
         )  # fmt: skip
         # an explicit generator: creating the iterator must not draw from the global RNG (resume)

@@ -128,7 +128,7 @@ def test_streaming_matches_in_memory_and_resumes_at_a_window(synth_dir):
             yield r
 
     def windows(skip, n):
-        it = iter(StreamingWindows(rows, cfg, stats, feat, seed=0, keep=lambda i: i in ids, skip=skip))
+        it = iter(StreamingWindows(rows, cfg, stats, feat, seed=0, keep=lambda r: r["identity"] in ids, skip=skip))
         return [next(it) for _ in range(n)]
 
     full = windows(0, 9)
@@ -151,3 +151,16 @@ def test_config_presets_and_errors(tmp_path):
         load_train_config(None, ["data.n_expr=101"])
     with pytest.raises(TrainConfigError, match="preset"):
         load_train_config(None, ["preset=tpu"])
+
+
+def test_exported_folder_and_its_identity_split_as_validation(synth_dir):
+    from flameqa.train.loop import prepare_data
+
+    assert (synth_dir / "README.md").is_file() and sorted(p.name.split("-")[0] for p in (synth_dir / "data").glob("*.parquet")) == ["test", "train"]
+    rows = list(iter_rows(synth_dir))
+    test_ids = {r["identity"] for r in rows if r["_split"] == "test"}
+    assert len(rows) == 36 and test_ids
+    cfg = TrainConfig().model_copy(update={"data": TrainConfig().data.model_copy(update={"val_split": "test"})})
+    td = prepare_data(synth_dir, cfg)
+    assert set(td.val_identities) == test_ids and not test_ids & set(td.train_identities)
+    assert {s.split for s in td.val} == {"test"} and {s.split for s in td.train} == {"train"}

@@ -51,7 +51,7 @@ def test_interrupted_training_resumes_to_the_same_weights_and_metrics(synth_dir,
 
     cfg = load_train_config(None, [
         "train.max_steps=16", "train.eval_every=8", "train.ckpt_every=4", "train.log_every=2", "model.hidden=16",
-        "tokenizer.hidden=16", "tokenizer.n_quantizers=2", "data.max_samples=18", "train.seed=3",
+        "tokenizer.hidden=16", "tokenizer.n_quantizers=2", "data.max_samples=18", "train.seed=3", "train.batch_size=6",
         f"data.streaming={str(streaming).lower()}", "data.shuffle_buffer=4", "data.val_fraction=0.4",
     ])  # fmt: skip
     a = train(synth_dir, tmp_path / "a", cfg)

@@ -328,8 +328,16 @@ def run_stage_ray(
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             for r in batch.to_pylist():
                 results[r["shard"]] = r
+                log.info("%s shard %05d done on %s in %.1f s", stage_name, r["shard"], r["node"], r["seconds"] or 0.0)
                 if progress:
                     progress(stage_name, len(results), len(todo))
+    except ray.exceptions.RayError as e:
+        # e.g. every actor failed in __init__ (a model missing on a node): Ray's message ends with the cause
+        cause = [ln for ln in str(e).strip().splitlines() if ln.strip()][-1:] or [type(e).__name__]
+        raise RuntimeError(
+            f"{stage_name}: the Ray run stopped: {cause[0].strip()} "
+            f"({len(results)} of {len(todo)} shards finished and kept; fix the cause and rerun to resume)"
+        ) from e
     finally:
         dctx.enable_progress_bars, dctx.max_errored_blocks = saved
 

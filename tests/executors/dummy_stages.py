@@ -113,3 +113,13 @@ class SynthFit(SynthFaces):
 
 
 GPU_SPEC = "tests.executors.dummy_stages:SynthFit"
+
+
+class BrokenInit(SynthFaces):
+    """A stage whose models cannot load (every actor fails in ``__init__``)."""
+
+    def __init__(self, config: Any, ctx: StageContext) -> None:
+        raise FileNotFoundError("model file /models/missing.task is absent on this node")
+
+
+BROKEN_SPEC = "tests.executors.dummy_stages:BrokenInit"

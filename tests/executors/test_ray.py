@@ -21,7 +21,7 @@ from flameqa.runner import run_pipeline
 from flameqa.stages.base import StageContext
 from tests.conftest import GRID, ROOT, make_video, need_shared
 from tests.executors import dummy_stages
-from tests.executors.dummy_stages import GPU_SPEC, SPEC, Interrupted
+from tests.executors.dummy_stages import BROKEN_SPEC, GPU_SPEC, SPEC, Interrupted
 
 pytest.importorskip("ray")
 
@@ -248,3 +248,13 @@ def test_gpu_stage_gets_a_gpu_actor_when_the_cluster_has_one(tmp_path, ray_sessi
     assert rep.ok, errors(rep)
     flags = sh.read_table(out, "faces").column("flags").to_pylist()
     assert flags and all(f == ["cuda_visible=0|device=cuda"] for f in flags), flags
+
+
+def test_actors_that_cannot_start_stop_the_stage_with_the_cause(tmp_path, ray_session, monkeypatch):
+    from flameqa import stages
+
+    monkeypatch.setitem(stages.STAGES, "faces", BROKEN_SPEC)
+    out = _ingest_locally(tmp_path, 2)
+    with pytest.raises(RuntimeError, match="missing.task is absent.*rerun to resume"):
+        run(synth_config("ray"), out, stages=["faces"])
+    assert sh.completed_shards(out, "faces") == []

@@ -93,9 +93,10 @@ class SpeechToMotion(nn.Module):
         h = self.inp(feats.reshape(B, F_ // self.k, self.k * M))  # [B, T, C]
         C = h.shape[-1]
         films: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
-        if self.use_text and text is not None and text.numel():
-            # an empty bag (all padding) embeds to zeros, so FiLM is the identity for it
-            p = self.film(self.text(text.clamp(min=0))).reshape(B, len(self.blocks), 2, 1, C)
+        if self.use_text:
+            # no text and an all-padding bag both embed to zeros (FiLM then applies its bias only)
+            e = self.text(text.clamp(min=0)) if text is not None and text.numel() else h.new_zeros(B, C)
+            p = self.film(e).reshape(B, len(self.blocks), 2, 1, C)
             films = [(p[:, i, 0], p[:, i, 1]) for i in range(len(self.blocks))]
         for blk, f in zip(self.blocks, films):
             h = blk(h, f)

@@ -147,3 +147,13 @@ def test_cli_eval_predict_and_config_errors(trained, synth_dir, tmp_path):
     assert r.exit_code == 2 and "model.arch" in r.output
     r = runner.invoke(app, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_tensorboard_events_when_available(synth_dir, tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")
+    from flameqa.train.config import load_train_config
+    from flameqa.train.loop import train
+
+    cfg = load_train_config(None, ["train.max_steps=2", "train.log_every=1", "model.hidden=8", "tokenizer.enabled=false", "data.max_samples=12"])
+    train(synth_dir, tmp_path / "r", cfg)
+    assert list((tmp_path / "r" / "tb").glob("events.out.tfevents.*"))

@@ -34,6 +34,11 @@ publish: setup
 bench: setup
 	$(BIN)/python bench/run_all.py
 
+DATA ?= $(OUT)/export
+NAME ?= reference
+train: setup
+	$(BIN)/flameqa train --data $(DATA) --config pipelines/train.yaml --out runs/$(NAME)
+
 soak: setup
 	$(BIN)/python -m pytest -q -m slow tests
 

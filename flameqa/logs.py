@@ -7,12 +7,14 @@ import os
 
 
 def setup_logging(level: str | None = None) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     from flameqa.security import RedactingFilter
 
     lvl = (level or os.environ.get("FLAMEQA_LOG", "INFO")).upper()
-    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    # logs go to stderr so that `--json` output on stdout stays machine-readable
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
     handler.addFilter(RedactingFilter())
     logging.basicConfig(level=lvl, format="%(message)s", handlers=[handler], force=True)
     for noisy in ("faster_whisper", "numba", "matplotlib", "urllib3", "httpx", "filelock"):

@@ -1,0 +1,232 @@
+"""The fit stage: ``faces`` rows (MediaPipe landmarks per track segment) → ``flame`` rows.
+
+Rows of one face track (same clip and track id) are joined in frame order and fitted as one track
+(one identity, smoothness across segment boundaries); where frame indices jump, the track is split
+into separately tracked runs that still share the identity. Results are cut back into one output
+row per input row. A segment whose track has no detected frame, or whose input row failed upstream,
+becomes a row with ``status`` and ``error`` set; per-frame arrays are always present, with
+``valid`` = false where no face was seen or the fit diverged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from flameqa.fit.config import FitConfig
+from flameqa.io.schema import column_to_numpy, conform
+from flameqa.stages.base import Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+EXPR_COLUMNS = 100
+
+
+def resolve_device(requested: str, ctx_device: str | None = None) -> str:
+    """``auto`` → the context's device when it names a GPU, else ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    if requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"fit.device={requested!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
+        return requested
+    if ctx_device and ctx_device.startswith("cuda") and torch.cuda.is_available():
+        return ctx_device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_fitter(cfg: FitConfig, device: str = "auto", layer: Any = None):
+    """Load the model (unless ``layer`` is given), restrict it to its landmarks, align MediaPipe's
+    canonical mesh to it, and return a :class:`flameqa.fit.fitter.Fitter` on ``device``."""
+    import torch
+
+    from flameqa.fit.fitter import Fitter
+    from flameqa.fit.init import canonical_alignment
+    from flameqa.fit.model import LandmarkModel
+    from flameqa.flame import FlameLayer
+
+    dev = resolve_device(device if device != "auto" else cfg.device)
+    if layer is None:
+        layer = FlameLayer.from_file(cfg.model, n_shape=cfg.n_shape, n_expr=cfg.n_expr)
+    if not getattr(layer, "has_mediapipe", True):
+        raise ValueError(f"model {cfg.model!r} has no MediaPipe landmark embedding: put mediapipe_landmark_embedding.npz next to it")
+    model = LandmarkModel.from_layer(layer, dtype=torch.float64)
+    align = None
+    try:
+        from flameqa.flame.canonical_mesh import read_canonical_mesh
+
+        align = canonical_alignment(model, read_canonical_mesh().vertices.astype(np.float64))
+    except (FileNotFoundError, ValueError) as e:
+        log.warning("no MediaPipe canonical mesh (%s): head rotations are initialized from the landmarks instead of the transformation matrices", e)
+    return Fitter(model.to(dtype=torch.float32), cfg, device=dev, align=align)
+
+
+def _row_arrays(batch: pa.Table, i: int) -> dict[str, Any]:
+    col = batch.column
+    t = len(col("frame_idx")[i].as_py() or [])
+    lm = column_to_numpy(col("landmarks"), i)
+    tf = column_to_numpy(col("transform"), i)
+    sc = col("det_score")[i].values.to_numpy(zero_copy_only=False) if col("det_score")[i].is_valid else None
+    return {
+        "frame_idx": np.asarray(col("frame_idx")[i].as_py() or [], np.int64),
+        "detected": np.asarray(col("detected")[i].as_py() or [False] * t, bool),
+        "det_score": None if sc is None else np.asarray(sc, np.float32),
+        "landmarks": np.full((t, 478, 3), np.nan, np.float32) if lm is None else np.asarray(lm, np.float32).reshape(t, 478, 3),
+        "transform": None if tf is None else np.asarray(tf, np.float32).reshape(t, 4, 4),
+    }
+
+
+class FitStage(Stage):
+    """Batched FLAME fitting of every face track in the batch (one solve for all of them)."""
+
+    name = "fit"
+    input_table = "faces"
+    output_tables = ("flame",)
+    uses_gpu = True
+
+    def __init__(self, config: FitConfig, ctx: StageContext) -> None:
+        super().__init__(config, ctx)
+        self.fitter = build_fitter(config, device=config.device if config.device != "auto" else resolve_device("auto", ctx.device))
+        self.model_id = self.fitter.model.model_id
+        self.regressor = None
+        if config.init.regressor:
+            from flameqa.fit.init import load_regressor
+
+            self.regressor = load_regressor(config.init.regressor, dict(config.init.regressor_args))
+        self._stats: dict[str, float] = defaultdict(float)
+
+    def marker_extra(self) -> dict[str, Any]:
+        return {"device": str(self.fitter.device), "model_id": self.model_id, **{k: round(v, 3) for k, v in self._stats.items()}}
+
+    def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+        from flameqa.fit.fitter import TrackData, jitter
+        from flameqa.fit.init import TrackObservation
+
+        n = batch.num_rows
+        rows: list[dict[str, Any]] = [{} for _ in range(n)]
+        col = {c: batch.column(c).to_pylist() for c in ("clip_id", "video_id", "track_id", "segment", "fps", "image_width", "image_height", "status", "error")}
+        arrays = [_row_arrays(batch, i) for i in range(n)]
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for i in range(n):
+            if col["status"][i] == "ok" and len(arrays[i]["frame_idx"]) > 0:
+                groups[(col["clip_id"][i], int(col["track_id"][i]))].append(i)
+            else:
+                why = col["error"][i] or ("no frames" if col["status"][i] == "ok" else f"faces row status {col['status'][i]!r}")
+                rows[i] = self._empty_row(col, arrays[i], i, "skipped" if col["status"][i] == "ok" else "failed", why)
+
+        # runs of consecutive frames: (group, member rows, start offsets)
+        units: list[tuple[tuple[str, int], list[int]]] = []
+        tracks: list[TrackData] = []
+        for key, members in groups.items():
+            members.sort(key=lambda i: (int(col["segment"][i]), int(arrays[i]["frame_idx"][0])))
+            run: list[int] = []
+            for i in members:
+                if run and int(arrays[i]["frame_idx"][0]) != int(arrays[run[-1]]["frame_idx"][-1]) + 1:
+                    units.append((key, run))
+                    run = []
+                run.append(i)
+            units.append((key, run))
+        for key, run in units:
+            cat = {k: np.concatenate([arrays[i][k] for i in run]) for k in ("frame_idx", "detected", "landmarks")}
+            scores = [arrays[i]["det_score"] for i in run]
+            tfs = [arrays[i]["transform"] for i in run]
+            i0 = run[0]
+            td = TrackData(
+                landmarks=cat["landmarks"], detected=cat["detected"], width=int(col["image_width"][i0]), height=int(col["image_height"][i0]),
+                fps=float(col["fps"][i0] or 25.0),
+                det_score=None if any(s is None for s in scores) else np.concatenate(scores),
+                transform=None if any(t is None for t in tfs) else np.concatenate(tfs),
+                identity=key,
+            )
+            if self.regressor is not None:
+                obs = TrackObservation(
+                    clip_id=key[0], track_id=key[1], video_id=str(col["video_id"][i0]), frame_idx=cat["frame_idx"],
+                    landmarks=cat["landmarks"], detected=cat["detected"], fps=td.fps, width=td.width, height=td.height, out=self.ctx.out,
+                )
+                try:
+                    td.guess = self.regressor(obs)
+                except Exception as e:  # noqa: BLE001 - a seed is optional; the fit goes on without it
+                    log.warning("parameter regressor failed on clip %s track %s (%s: %s): fitting without its seed", key[0], key[1], type(e).__name__, e)
+            tracks.append(td)
+
+        import time
+
+        t0 = time.perf_counter()
+        fits = self.fitter.fit(tracks) if tracks else []
+        self._stats["fit_seconds"] += time.perf_counter() - t0
+        self._stats["frames"] += sum(t.n_frames for t in tracks)
+
+        for (key, run), tr, fit in zip(units, tracks, fits):
+            off = 0
+            for i in run:
+                t = len(arrays[i]["frame_idx"])
+                sl = slice(off, off + t)
+                off += t
+                jr = None
+                if fit.uv is not None:
+                    jr, _, _ = jitter(fit.uv[sl], fit.obs[sl], fit.obs_ok[sl])
+                rows[i] = self._row(col, arrays[i], i, fit, sl, jr)
+        return {"flame": conform("flame", rows)}
+
+    # ------------------------------------------------------------------------------------------
+    def _base(self, col: dict[str, list], arr: dict[str, Any], i: int) -> dict[str, Any]:
+        return {
+            "clip_id": col["clip_id"][i], "video_id": col["video_id"][i], "track_id": int(col["track_id"][i]),
+            "segment": int(col["segment"][i]), "model_id": self.model_id, "fps": float(col["fps"][i] or 0.0),
+            "frame_idx": arr["frame_idx"].astype(np.int32).tolist(),
+        }
+
+    def _row(self, col, arr, i, fit, sl: slice, jr: float | None) -> dict[str, Any]:
+        p = fit.params[sl]
+        t = p.shape[0]
+        ex = np.zeros((t, EXPR_COLUMNS), np.float32)
+        ne = min(EXPR_COLUMNS, fit.expression.shape[1])
+        ex[:, :ne] = fit.expression[sl][:, :ne]
+        cam = json.loads(fit.camera.to_json())
+        cam["neck"] = "fixed at zero (gauge-equivalent to global rotation for facial landmarks)"
+        row = self._base(col, arr, i)
+        row.update(
+            valid=fit.valid[sl].tolist(),
+            shape=fit.shape.astype(np.float32),
+            expression=ex,
+            jaw=fit.jaw[sl].astype(np.float32),
+            neck=np.zeros((t, 3), np.float32),
+            global_pose=fit.global_pose[sl].astype(np.float32),
+            eyes=fit.eyes[sl].astype(np.float32),
+            transl=fit.transl[sl].astype(np.float32),
+            camera=json.dumps(cam, sort_keys=True),
+            fit_rmse_px=fit.fit_rmse_px[sl].astype(np.float32),
+            nme=fit.nme[sl].astype(np.float32),
+            jitter_ratio=jr,
+            converged=bool(fit.converged),
+            iterations=int(fit.iterations),
+            status=fit.status,
+            error=fit.error,
+        )
+        row["shape"] = row["shape"].tolist()
+        row["fit_rmse_px"] = row["fit_rmse_px"].tolist()
+        row["nme"] = row["nme"].tolist()
+        return row
+
+    def _empty_row(self, col, arr, i, status: str, error: str) -> dict[str, Any]:
+        t = len(arr["frame_idx"])
+        nan = np.full((t, 3), np.nan, np.float32)
+        row = self._base(col, arr, i)
+        row.update(
+            valid=[False] * t, shape=[], expression=np.full((t, EXPR_COLUMNS), np.nan, np.float32), jaw=nan, neck=nan.copy(),
+            global_pose=nan.copy(), eyes=np.full((t, 6), np.nan, np.float32), transl=nan.copy(), camera=json.dumps({"model": "pinhole"}),
+            fit_rmse_px=[float("nan")] * t, nme=[float("nan")] * t, jitter_ratio=None, converged=False, iterations=0,
+            status=status, error=error,
+        )
+        return row
+
+    def on_error(self, batch: pa.Table, error: str) -> dict[str, pa.Table] | None:
+        n = batch.num_rows
+        col = {c: batch.column(c).to_pylist() for c in ("clip_id", "video_id", "track_id", "segment", "fps", "image_width", "image_height", "status", "error")}
+        rows = [self._empty_row(col, _row_arrays(batch, i), i, "failed", error) for i in range(n)]
+        return {"flame": conform("flame", rows)}

@@ -328,7 +328,7 @@ def run_stage_ray(
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             for r in batch.to_pylist():
                 results[r["shard"]] = r
-                log.info("%s shard %05d done on %s in %.1f s", stage_name, r["shard"], r["node"], r["seconds"] or 0.0)
+                log.debug("%s shard %05d done on %s in %.1f s", stage_name, r["shard"], r["node"], r["seconds"] or 0.0)
                 if progress:
                     progress(stage_name, len(results), len(todo))
     except ray.exceptions.RayError as e:

@@ -20,7 +20,6 @@ from flameqa.io.schema import load_schema
 from flameqa.runner import run_pipeline
 from flameqa.stages.base import StageContext
 from tests.conftest import GRID, ROOT, make_video, need_shared
-from tests.executors import dummy_stages
 from tests.executors.dummy_stages import BROKEN_SPEC, GPU_SPEC, SPEC, Interrupted
 
 pytest.importorskip("ray")

@@ -98,6 +98,29 @@ def shard_is_done(out: Path, cls: type[Stage], idx: int, h: str) -> bool:
     return True
 
 
+def plan_stage(
+    stage_name: str, cfg: PipelineConfig, out: Path, manifest_rows: Sequence[dict] | None
+) -> tuple[list[ShardResult], list[tuple[int, str, list[dict] | None]]]:
+    """Shards already done (skipped results) and shards to do ``(index, config hash, manifest chunk)``.
+
+    Every executor plans with this: same shard indices, same hashes, same skip rule, so a run on one
+    executor resumes a run on another.
+    """
+    cls = stage_class(stage_name)
+    per = max(1, cfg.ingest.videos_per_shard)
+    chunks: dict[int, list[dict]] = {}
+    if cls.input_table is None and manifest_rows is not None:
+        chunks = {i: list(manifest_rows[i * per : (i + 1) * per]) for i in range((len(manifest_rows) + per - 1) // per)}
+    skipped, todo = [], []
+    for idx in input_shards(out, stage_name, manifest_rows, cfg):
+        h = stage_hash(cfg, stage_name, out, idx, chunks.get(idx))
+        if not cfg.runner.overwrite and shard_is_done(out, cls, idx, h):
+            skipped.append(ShardResult(stage=stage_name, shard=idx, skipped=True))
+        else:
+            todo.append((idx, h, chunks.get(idx)))
+    return skipped, todo
+
+
 # ---------------------------------------------------------------------------------------------
 # processing one shard (runs in the parent or in a worker process)
 
@@ -253,15 +276,8 @@ def run_stage_local(
     ctx = ctx or StageContext(out=out)
     report = StageReport(stage=stage_name)
     t0 = time.perf_counter()
-    per = max(1, cfg.ingest.videos_per_shard)
-    chunks = {i: list(manifest_rows[i * per : (i + 1) * per]) for i in range((len(manifest_rows) + per - 1) // per)} if cls.input_table is None and manifest_rows is not None else {}
-    todo: list[tuple[int, str]] = []
-    for idx in input_shards(out, stage_name, manifest_rows, cfg):
-        h = stage_hash(cfg, stage_name, out, idx, chunks.get(idx))
-        if not cfg.runner.overwrite and shard_is_done(out, cls, idx, h):
-            report.shards.append(ShardResult(stage=stage_name, shard=idx, skipped=True))
-            continue
-        todo.append((idx, h))
+    skipped, todo = plan_stage(stage_name, cfg, out, manifest_rows)
+    report.shards.extend(skipped)
     if cls.input_table is not None and not todo and not report.shards:
         log.warning("%s: no completed shards of its input table %r under %s: nothing to do", stage_name, cls.input_table, out)
     done = 0
@@ -275,9 +291,9 @@ def run_stage_local(
     if workers == 1:
         stage = cls(cfg.stage_config(stage_name), ctx)
         try:
-            for idx, h in todo:
+            for idx, h, chunk in todo:
                 try:
-                    rows, side = load_inputs(out, stage_name, idx, chunks.get(idx))
+                    rows, side = load_inputs(out, stage_name, idx, chunk)
                     r = process_shard(stage, cfg, out, idx, h, rows, side)
                 except Exception as e:  # noqa: BLE001 - reported, the run goes on
                     r = ShardResult(stage=stage_name, shard=idx, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
@@ -297,7 +313,7 @@ def run_stage_local(
             initializer=_worker_init,
             initargs=(stage_name, cfg.model_dump(mode="json"), ctx),
         ) as pool:
-            futs = [pool.submit(_worker_run, stage_name, str(out), idx, h, chunks.get(idx)) for idx, h in todo]
+            futs = [pool.submit(_worker_run, stage_name, str(out), idx, h, chunk) for idx, h, chunk in todo]
             for f in as_completed(futs):
                 report.shards.append(f.result())
                 done += 1

@@ -16,7 +16,7 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Pipeline YAML (default: b
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config value: section.key=value (repeatable).")
 
 
-def build_config(config: Optional[Path], overrides: Optional[list[str]], workers: Optional[int] = None, overwrite: bool = False, executor: Optional[str] = None):
+def build_config(config: Optional[Path], overrides: Optional[list[str]], workers: Optional[int] = None, overwrite: bool = False, executor: Optional[str] = None, address: Optional[str] = None):
     """Load the pipeline config and fold CLI flags in as overrides (one source of truth: the config)."""
     from flameqa.config import ConfigError, load_config
 
@@ -27,6 +27,8 @@ def build_config(config: Optional[Path], overrides: Optional[list[str]], workers
         ov.append("runner.overwrite=true")
     if executor is not None:
         ov.append(f"runner.executor={executor}")
+    if address is not None:
+        ov += ["runner.executor=ray", f"ray.address={address}"]
     try:
         return load_config(config, ov)
     except ConfigError as e:
@@ -34,11 +36,11 @@ def build_config(config: Optional[Path], overrides: Optional[list[str]], workers
         raise typer.Exit(2) from None
 
 
-def run_stages(stages: list[str] | None, out: Path, config: Optional[Path], overrides, workers=None, overwrite=False, executor=None, inputs=None) -> None:
+def run_stages(stages: list[str] | None, out: Path, config: Optional[Path], overrides, workers=None, overwrite=False, executor=None, inputs=None, address=None) -> None:
     from flameqa.inspect import format_summary, summarize
     from flameqa.runner import run_pipeline
 
-    cfg = build_config(config, overrides, workers, overwrite, executor)
+    cfg = build_config(config, overrides, workers, overwrite, executor, address)
     report = run_pipeline(cfg, out, inputs=inputs, stages=stages)
     typer.echo(format_summary(summarize(out)))
     if not report.ok:
@@ -55,10 +57,11 @@ def run(
     set_: Optional[list[str]] = SetOpt,
     workers: Optional[int] = typer.Option(None, help="Local executor processes."),
     executor: Optional[str] = typer.Option(None, help="local | ray"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join (auto, ray://host:10001); implies --executor ray."),
     overwrite: bool = typer.Option(False, help="Redo shards that are already complete."),
 ) -> None:
     """Run every stage of PIPELINE over the input videos."""
-    run_stages(None, out, pipeline, set_, workers, overwrite, executor, inputs=input)
+    run_stages(None, out, pipeline, set_, workers, overwrite, executor, inputs=input, address=address)
 
 
 @app.command()

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from flameqa import __version__
 from flameqa.config import PipelineConfig, RayConfig
-from flameqa.runner import ShardResult, StageReport, input_shards, load_inputs, process_shard, shard_is_done, stage_hash
+from flameqa.runner import ShardResult, StageReport, load_inputs, plan_stage, process_shard
 from flameqa.stages import STAGES, stage_class
 from flameqa.stages.base import Stage, StageContext
 
@@ -229,28 +229,6 @@ class ShardWorker:
 
 # ---------------------------------------------------------------------------------------------
 # the executor
-
-
-def plan_stage(
-    stage_name: str, cfg: PipelineConfig, out: Path, manifest_rows: Sequence[dict] | None
-) -> tuple[list[ShardResult], list[tuple[int, str, list[dict] | None]]]:
-    """Shards already done (skipped results) and shards to do ``(index, config hash, manifest chunk)``.
-
-    The same planning as ``run_stage_local``: same shard indices, same hashes, same skip rule.
-    """
-    cls = stage_class(stage_name)
-    per = max(1, cfg.ingest.videos_per_shard)
-    chunks: dict[int, list[dict]] = {}
-    if cls.input_table is None and manifest_rows is not None:
-        chunks = {i: list(manifest_rows[i * per : (i + 1) * per]) for i in range((len(manifest_rows) + per - 1) // per)}
-    skipped, todo = [], []
-    for idx in input_shards(out, stage_name, manifest_rows, cfg):
-        h = stage_hash(cfg, stage_name, out, idx, chunks.get(idx))
-        if not cfg.runner.overwrite and shard_is_done(out, cls, idx, h):
-            skipped.append(ShardResult(stage=stage_name, shard=idx, skipped=True))
-        else:
-            todo.append((idx, h, chunks.get(idx)))
-    return skipped, todo
 
 
 def run_stage_ray(

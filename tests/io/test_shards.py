@@ -99,7 +99,7 @@ def test_killed_run_resumes_to_clean_result(tmp_path):
     """SIGKILL a real `flameqa ingest` mid-run, rerun: exactly the clean run's rows, nothing partial."""
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(6):
+    for i in range(8):
         make_video(src / f"v{i}.mp4", seconds=3.0)
     env = {**os.environ, "FLAMEQA_LOG": "WARNING"}
     cmd = [sys.executable, "-m", "flameqa", "ingest", "--input", str(src), "--set", "ingest.videos_per_shard=1"]
@@ -107,13 +107,13 @@ def test_killed_run_resumes_to_clean_result(tmp_path):
     subprocess.run(cmd + ["--out", str(clean)], check=True, env=env, capture_output=True)
     out = tmp_path / "out"
     p = subprocess.Popen(cmd + ["--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(sh.completed_shards(out, "clips")) < 2:
+    deadline = time.time() + 600  # generous: a loaded CI box starts Python slowly
+    while time.time() < deadline and len(sh.completed_shards(out, "clips")) < 1:
         time.sleep(0.01)
     p.send_signal(signal.SIGKILL)
     p.wait()
     partial = sh.completed_shards(out, "clips")
-    assert 0 < len(partial) < 6, "the kill should land mid-run"
+    assert 0 < len(partial) < 8, "the kill should land mid-run"
     # what a reader sees after the kill is only complete shards
     assert sh.read_table(out, "videos").num_rows == len(sh.completed_shards(out, "videos"))
     subprocess.run(cmd + ["--out", str(out)], check=True, env=env, capture_output=True)

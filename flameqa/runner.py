@@ -193,6 +193,8 @@ def process_shard(
     # clear markers of every output first: a crash from here on leaves the shard visibly incomplete
     for t in stage.output_tables:
         sh.marker_path(out, t, idx).unlink(missing_ok=True)
+        sh.remove_stale_temps(out, t, idx)  # what a killed attempt at this shard left behind
+    sh.fault_point("start", stage.name, idx)
     outputs = run_stage_on_rows(stage, rows, side, cfg.runner.batch_groups)
     res = ShardResult(stage=stage.name, shard=idx)
     tables = {t: (pa.concat_tables(v) if v else conform(t, [])) for t, v in outputs.items()}
@@ -200,8 +202,12 @@ def process_shard(
         sh.write_shard(out, t, idx, tbl)
         res.rows[t] = tbl.num_rows
         res.status_counts[t] = _status_counts(tbl)
+        sh.fault_point("write", stage.name, idx)
     res.seconds = time.perf_counter() - t0
-    for t in stage.output_tables:  # markers last
+    sh.fault_point("marker", stage.name, idx)
+    for k, t in enumerate(stage.output_tables):  # markers last
+        if k == 1:
+            sh.fault_point("marker1", stage.name, idx)
         sh.write_marker(
             out,
             t,
@@ -219,6 +225,7 @@ def process_shard(
                 "extra": getattr(stage, "marker_extra", lambda: {})(),
             },
         )
+    sh.fault_point("done", stage.name, idx)
     return res
 
 

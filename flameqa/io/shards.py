@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +25,23 @@ from flameqa.io.schema import conform, empty_table, load_schema
 log = logging.getLogger(__name__)
 
 MIN_FREE_BYTES = 256 * 1024 * 1024
+
+KILL_ENV = "FLAMEQA_TEST_KILL_AT"
+"""Test hook (tests/reliability): ``<name>:<point>[:<shard>]`` makes the process SIGKILL itself there."""
+
+
+def fault_point(point: str, name: str, idx: int) -> None:
+    """SIGKILL this process when ``$FLAMEQA_TEST_KILL_AT`` names this place (crash tests only).
+
+    ``name`` is a stage for the runner's points (``start``: markers cleared, nothing written;
+    ``write``: the first output table's shard renamed into place; ``marker``: every shard written, no
+    marker yet; ``marker1``: the first marker written; ``done``: every marker written) or a table for
+    ``rename`` (the temp file is complete and fsynced, the rename has not happened). Unset, as it is
+    outside the tests, this is one environment lookup per call.
+    """
+    spec = os.environ.get(KILL_ENV)
+    if spec and spec in (f"{name}:{point}", f"{name}:{point}:{idx}"):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def shard_name(idx: int) -> str:
@@ -78,6 +96,7 @@ def write_shard(out: str | os.PathLike, table: str, idx: int, data: pa.Table) ->
         pq.write_table(tbl, tmp, compression="zstd", row_group_size=256)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        fault_point("rename", table, idx)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -118,6 +137,21 @@ def clear_shard(out: str | os.PathLike, table: str, idx: int) -> None:
     """Remove a shard's marker first, then its file (so no marker ever points at a stale file)."""
     marker_path(out, table, idx).unlink(missing_ok=True)
     shard_path(out, table, idx).unlink(missing_ok=True)
+
+
+def remove_stale_temps(out: str | os.PathLike, table: str, idx: int) -> int:
+    """Delete temp files a killed writer left for shard ``idx`` of ``table``; returns how many.
+
+    Only the executor working on this shard calls it (one writer per shard), so no live temp file of
+    another writer can match.
+    """
+    folder = Path(out) / table
+    n = 0
+    for pattern, where in ((f".{shard_name(idx)}.*.tmp", folder), (f".{idx:05d}.json.*.tmp", folder / "_done")):
+        for p in where.glob(pattern):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def read_shard(out: str | os.PathLike, table: str, idx: int) -> pa.Table:

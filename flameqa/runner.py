@@ -6,6 +6,9 @@ input rows and the side tables' shard ``k``, feeds the stage whole clips at a ti
 output shard (temp + rename), then the markers (last). A shard whose markers carry the same config
 hash is skipped on rerun; ``overwrite`` redoes it. A stage that raises on a batch is retried one
 clip at a time; a clip that still fails becomes failed rows (``Stage.on_error``), never a lost clip.
+A stage that cannot start (a bad model file, a missing weight) fails its shards with that one
+error and the stages after it are not run; a worker process that dies fails only its shards.
+Crash tests kill runs at exact places through ``$FLAMEQA_TEST_KILL_AT`` (see ``shards.fault_point``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from flameqa import __version__
 from flameqa.config import PipelineConfig, config_hash, save_config
 from flameqa.io import shards as sh
 from flameqa.io.schema import conform
-from flameqa.stages import ORDER, stage_class
+from flameqa.stages import ORDER, STAGES, stage_class
 from flameqa.stages.base import Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ class StageReport:
     stage: str
     shards: list[ShardResult] = field(default_factory=list)
     seconds: float = 0.0
+    start_error: str | None = None
+    """Why the stage could not start (its shards carry the same error); later stages are not run."""
 
     @property
     def failed_shards(self) -> list[ShardResult]:
@@ -249,13 +254,16 @@ def load_inputs(out: Path, stage_name: str, idx: int, manifest_chunk: list[dict]
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(stage_name: str, cfg_json: dict, ctx: StageContext) -> None:
+def _worker_init(stage_name: str, stage_spec: str, cfg: PipelineConfig, ctx: StageContext) -> None:
+    import importlib
+
     from flameqa.logs import setup_logging
 
     setup_logging(os.environ.get("FLAMEQA_LOG", "WARNING"))
-    cfg = PipelineConfig.model_validate(cfg_json)
     _WORKER["cfg"] = cfg
-    _WORKER["stage"] = stage_class(stage_name)(cfg.stage_config(stage_name), ctx)
+    # the parent's registry entry (``module:Class``): a stage registered at run time works in workers too
+    mod, name = stage_spec.split(":")
+    _WORKER["stage"] = getattr(importlib.import_module(mod), name)(cfg.stage_config(stage_name), ctx)
 
 
 def _worker_run(stage_name: str, out: str, idx: int, h: str, manifest_chunk: list[dict] | None) -> ShardResult:
@@ -296,7 +304,10 @@ def run_stage_local(
         return report
     workers = max(1, min(cfg.runner.workers, total))
     if workers == 1:
-        stage = cls(cfg.stage_config(stage_name), ctx)
+        try:
+            stage = cls(cfg.stage_config(stage_name), ctx)
+        except Exception as e:  # noqa: BLE001 - a config/model problem: reported, nothing written
+            return _start_failed(report, todo, e, t0)
         try:
             for idx, h, chunk in todo:
                 try:
@@ -314,15 +325,23 @@ def run_stage_local(
         import multiprocessing as mp
 
         # spawn: torch/mediapipe/onnx thread pools do not survive fork
+        from concurrent.futures.process import BrokenProcessPool
+
+        # the config object itself is pickled to the workers: a JSON dump turns secrets into asterisks
         with ProcessPoolExecutor(
             max_workers=workers,
             mp_context=mp.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(stage_name, cfg.model_dump(mode="json"), ctx),
+            initargs=(stage_name, STAGES[stage_name], cfg, ctx),
         ) as pool:
-            futs = [pool.submit(_worker_run, stage_name, str(out), idx, h, chunk) for idx, h, chunk in todo]
+            futs = {pool.submit(_worker_run, stage_name, str(out), idx, h, chunk): idx for idx, h, chunk in todo}
             for f in as_completed(futs):
-                report.shards.append(f.result())
+                try:
+                    r = f.result()
+                except BrokenProcessPool as e:
+                    # a worker died (killed, out of memory, crashed in native code) or could not start
+                    r = ShardResult(stage=stage_name, shard=futs[f], error=f"worker process died or failed to start ({e}); no marker written, rerun to retry")
+                report.shards.append(r)
                 done += 1
                 if progress:
                     progress(stage_name, done, total)
@@ -330,6 +349,16 @@ def run_stage_local(
         if r.error:
             log.error("%s shard %05d failed (no marker written, rerun to retry): %s", stage_name, r.shard, r.error.splitlines()[0])
     report.shards.sort(key=lambda r: r.shard)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _start_failed(report: StageReport, todo: list, e: Exception, t0: float) -> StageReport:
+    err = f"stage {report.stage!r} could not start: {type(e).__name__}: {e}"
+    log.error("%s (fix its config or model files; nothing was written)", err)
+    log.debug("stage start failure", exc_info=True)
+    report.start_error = err
+    report.shards += [ShardResult(stage=report.stage, shard=t[0], error=err) for t in todo]
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -363,7 +392,13 @@ def run_pipeline(
     with _Progress(show_progress) as prog:
         for name in names:
             log.info("stage %s", name)
-            report.stages.append(run_one(name, cfg, out, manifest_rows if name == "ingest" else None, ctx=ctx, progress=prog.update))
+            st = run_one(name, cfg, out, manifest_rows if name == "ingest" else None, ctx=ctx, progress=prog.update)
+            report.stages.append(st)
+            if getattr(st, "start_error", None):
+                later = names[names.index(name) + 1 :]
+                if later:
+                    log.error("not running %s: stage %s could not start", later, name)
+                break
     return report
 
 

@@ -239,6 +239,9 @@ class Fitter:
         n_id = min(self.model.n_landmarks, max(4, config.solver.shape_landmarks))
         self.id_rows = np.unique(np.round(np.linspace(0, self.model.n_landmarks - 1, n_id)).astype(np.int64))
         self.id_model = self.model.subset(self.id_rows)
+        n_c = min(self.model.n_landmarks, max(4, config.solver.coarse_landmarks))
+        self.coarse_rows = np.unique(np.round(np.linspace(0, self.model.n_landmarks - 1, n_c)).astype(np.int64))
+        self.coarse = (self.model.subset(self.coarse_rows), torch.as_tensor(self.coarse_rows, device=self.device)) if n_c < self.model.n_landmarks else None
         bf = config.solver.batch_frames
         self.batch_frames = bf if bf is not None else (65536 if self.device.type == "cuda" else 8192)
         sf = config.solver.slice_frames
@@ -478,6 +481,7 @@ class Fitter:
         xs, info = solve_sequence(
             model, beta, x, obs, w, fm, intr, sigma, build_objective(self.cfg, model, fps),
             n_full=sc.full_iterations, n_chord=sc.chord_iterations, damping=sc.damping, tol=sc.tol, slice_frames=self.slice_frames,
+            coarse=self.coarse,
         )
         xs_np = xs.cpu().numpy()
         conv = info.converged.cpu().numpy()

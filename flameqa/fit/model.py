@@ -96,6 +96,21 @@ def rodrigues_with_jacobian(rotvec: Tensor) -> tuple[Tensor, Tensor]:
     return eye + a * k + b * k2, eye + b * k + c * k2
 
 
+def _basis_product(m: Tensor, basis: Tensor, out: Tensor | None = None) -> Tensor:
+    """``out[..., l, r, k] = Σ_c m[..., l, r, c] basis[l, c, k]`` for m ``[..., L, R, 3]``, basis ``[L, 3, K]``.
+
+    Three broadcast multiply-adds written straight into ``out`` (may be a strided view of a larger
+    tensor): no permuted copies of the (large) result.
+    """
+    if out is None:
+        out = m[..., 0:1] * basis[:, None, 0]
+    else:
+        torch.mul(m[..., 0:1], basis[:, None, 0], out=out)
+    out.addcmul_(m[..., 1:2], basis[:, None, 1])
+    out.addcmul_(m[..., 2:3], basis[:, None, 2])
+    return out
+
+
 @dataclass
 class ShapeState:
     """Identity-dependent parts, per track: ``beta [B, S]``, landmark base ``[B, L, 3]`` (template +
@@ -503,6 +518,29 @@ class LandmarkModel:
         self._coef_block(ev, qm, shape=False, out=jac[..., EXPR:])
         return jac
 
+    def shape_jacobian(self, ev: Eval, row_scale: Tensor | None = None) -> Tensor:
+        """``d(uv)/dβ`` ``[B, T, L, 2, S]`` (rows scaled like :meth:`jacobian`)."""
+        dp = ev.dp if row_scale is None else ev.dp * row_scale[..., None, None]
+        return self._coef_block(ev, self._head_rows(dp, ev.rg), shape=True)
+
+    def _coef_block(self, ev: Eval, qm: Tensor, *, shape: bool, out: Tensor | None = None) -> Tensor:
+        """d uv / d(coefficients) of a linear basis, ``Q A_l + (Q R_j) C_l`` (written into ``out``).
+
+        Broadcast multiply-adds (three per 3-vector contraction) written straight into the strided
+        output; no permuted copies of the (large) result.
+        """
+        a, c = (self.shape_a, self.shape_c) if shape else (self.expr_a, self.expr_c)
+        out = _basis_product(qm, a, out)
+        nq = self.n_pairs
+        if nq:
+            qr = torch.cat(
+                [qm[..., s:e, :, :] @ ev.rot_leaf[..., j, None, :, :] for j, s, e in self._segments() if e > s], dim=2
+            )  # Q R_j on the skinned rows  [B,T,Q,2,3]
+            o = out[..., :nq, :, :]
+            for d in range(3):
+                o.addcmul_(qr[..., d:d + 1], c[:, None, d])
+        return out
+
     def rigid_jacobian(self, ev: Eval, row_scale: Tensor | None = None) -> Tensor:
         """``d(uv)/d(rotation, τ)`` ``[B, T, L, 2, 6]`` (rows scaled like :meth:`jacobian`)."""
         dp = ev.dp if row_scale is None else ev.dp * row_scale[..., None, None]
@@ -532,40 +570,6 @@ class LandmarkModel:
                 dvp = torch.cat([dvp[..., :nq, :, :] + (rs - eye) @ dpv, dvp[..., nq:, :, :]], dim=2)
             jl += qm @ dvp
         return jl
-
-    def shape_jacobian(self, ev: Eval, row_scale: Tensor | None = None) -> Tensor:
-        """``d(uv)/dβ`` ``[B, T, L, 2, S]`` (rows scaled like :meth:`jacobian`)."""
-        dp = ev.dp if row_scale is None else ev.dp * row_scale[..., None, None]
-        return self._coef_block(ev, self._head_rows(dp, ev.rg), shape=True)
-
-    def _coef_block(self, ev: Eval, qm: Tensor, *, shape: bool, out: Tensor | None = None) -> Tensor:
-        """d uv / d(coefficients) of a linear basis, ``Q A_l + (Q R_j) C_l`` (written into ``out``).
-
-        Computed as batched matrix products over landmarks, one per pixel row (u, v): for landmark l,
-        ``[B·T, 3] @ [3, K]``, written straight into the (strided) output.
-        """
-        a, c = (self.shape_a, self.shape_c) if shape else (self.expr_a, self.expr_c)
-        b, t, nl = qm.shape[:3]
-        k = a.shape[-1]
-        if out is None:
-            out = qm.new_empty(b, t, nl, 2, k)
-        n = b * t
-        qf = qm.reshape(n, nl, 2, 3)
-        of = out.view(n, nl, 2, k) if out.is_contiguous() else out.reshape(n, nl, 2, k)
-        if not _shares_storage(of, out):
-            raise RuntimeError("coefficient block output must be viewable as [B·T, L, 2, K]")
-        for r in range(2):
-            # out[n, l, r, :] = sum_c Q[n, l, r, c] A[l, c, :]   (batch over l)
-            torch.bmm(qf[:, :, r, :].transpose(0, 1), a, out=of[:, :, r, :].transpose(0, 1))
-        nq = self.n_pairs
-        if nq:
-            qr = torch.cat(
-                [qm[..., s:e, :, :] @ ev.rot_leaf[..., j, None, :, :] for j, s, e in self._segments() if e > s], dim=2
-            ).reshape(n, nq, 2, 3)  # Q R_j on the skinned rows
-            for r in range(2):
-                o = of[:, :nq, r, :].transpose(0, 1)
-                o.baddbmm_(qr[:, :, r, :].transpose(0, 1), c)
-        return out
 
     def pullback(self, ev: Eval, cov: Tensor) -> Tensor:
         """``Σ_l (∂X_l/∂x)ᵀ cov_l`` ``[B, T, P]`` for camera-frame covectors ``cov [B, T, L, 3]``.

@@ -265,6 +265,14 @@ def banded_solve(fac: BandedFactor, rhs: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
+def frame_gram(ja: Tensor, jb: Tensor) -> Tensor:
+    """Per-frame ``Σ_rows J_aᵀ J_b`` ``[B·T, Pa, Pb]`` of Jacobians ``[B, T, L, 2, P]``."""
+    b, t, nl = ja.shape[:3]
+    a = ja.reshape(b * t, nl * 2, -1)
+    # G[n, p, q] = sum_i A[n, i, p] B[n, i, q]
+    return a.transpose(1, 2) @ jb.reshape(b * t, nl * 2, -1)
+
+
 def _data_normal(
     model: LandmarkModel, ev: Eval, obs: Tensor, w: Tensor, sigma: Tensor, obj: Objective, *, hessian: bool, shape: bool = False,
     plain: bool = False,
@@ -289,16 +297,13 @@ def _data_normal(
         out["gb_t"] = cov
     if hessian:
         rs = wr.clamp_min(0).sqrt() * inv  # row scale √(w ρ') / σ
-        jac = model.jacobian(ev, rs)  # [B,T,L,2,P]
-        b, t, nl, _, p = jac.shape
-        jf = jac.reshape(b * t, 2 * nl, p)
-        # H[n, p, q] = sum_i J[n, i, p] J[n, i, q]
-        out["hxx"] = (jf.transpose(1, 2) @ jf).reshape(b, t, p, p)
+        b, t = r.shape[:2]
+        jac = model.jacobian(ev, rs)  # [L, B·T, 2, P]
+        out["hxx"] = frame_gram(jac, jac).reshape(b, t, jac.shape[-1], jac.shape[-1])
         if shape:
-            jb = model.shape_jacobian(ev, rs).reshape(b * t, 2 * nl, -1)
-            out["hxb"] = (jf.transpose(1, 2) @ jb).reshape(b, t, p, -1)
-            jbs = jb.reshape(b, t * 2 * nl, -1)
-            out["hbb"] = jbs.transpose(1, 2) @ jbs  # [B,S,S], summed over the keyframes
+            jb = model.shape_jacobian(ev, rs)  # [L, B·T, 2, S]
+            out["hxb"] = frame_gram(jac, jb).reshape(b, t, jac.shape[-1], -1)
+            out["hbb"] = frame_gram(jb, jb).reshape(b, t, jb.shape[-1], -1).sum(1)  # summed over keyframes
     return out
 
 
@@ -389,7 +394,7 @@ def solve_shape(
     *,
     n_iter: int = 4,
     damping: float = 1e-4,
-    tol: float = 1e-5,
+    tol: float = 1e-3,
     slice_frames: int = 1024,
 ) -> tuple[Tensor, Tensor, SolveInfo]:
     """Fit identity β and the keyframes' per-frame parameters jointly.
@@ -409,6 +414,7 @@ def solve_shape(
 
     cost = total(beta, x)
     active = torch.ones(bsz, dtype=torch.bool, device=beta.device)
+    converged = torch.zeros(bsz, dtype=torch.bool, device=beta.device)
     iters = torch.zeros(bsz, dtype=torch.int32, device=beta.device)
     history = [cost]
     for _ in range(n_iter):
@@ -430,15 +436,22 @@ def solve_shape(
         db = -_scaled_cholesky_solve(schur.double(), rb.double()[..., None])[..., 0].to(beta.dtype)
         # dx_k = −Hxx⁻¹ (gx + Hxb db)
         dx = -(y[..., -1] + torch.einsum("bkps,bs->bkp", y[..., :-1], db))
-        beta, x, cost, active, iters = _line_search(total, beta, x, db, dx, cost, active, iters, tol)
+        prev = cost
+        beta, x, cost, accepted, iters = _line_search(total, beta, x, db, dx, cost, active, iters)
         history.append(cost)
+        rel = (prev - cost) / prev.abs().clamp_min(1e-30)
+        done = active & (~accepted | (rel <= tol))
+        converged |= done
+        active &= ~done
         if not bool(active.any()):
             break
-    return beta, x, SolveInfo(cost, ~active, iters, history)
+    return beta, x, SolveInfo(cost, converged, iters, history)
 
 
-def _line_search(total, beta, x, db, dx, cost, active, iters, tol):
-    """Per-track backtracking: take the largest step in ``_STEPS`` that lowers the track's cost."""
+def _line_search(total, beta, x, db, dx, cost, active, iters):
+    """Per-track backtracking: take the largest step in ``_STEPS`` that lowers the track's cost.
+
+    Returns the new (beta, x, cost), the accepted mask and the per-track iteration counts."""
     am = active.to(x.dtype)
     accepted = torch.zeros_like(active)
     new_beta, new_x, new_cost = beta, x, cost
@@ -453,10 +466,8 @@ def _line_search(total, beta, x, db, dx, cost, active, iters, tol):
         accepted = accepted | ok
         if bool((accepted | ~active).all()):
             break
-    rel = (cost - new_cost) / cost.abs().clamp_min(1e-30)
     iters = iters + active.to(iters.dtype)
-    still = active & accepted & (rel > tol)
-    return new_beta, new_x, new_cost, still, iters
+    return new_beta, new_x, new_cost, accepted, iters
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,10 +487,11 @@ def solve_sequence(
     obj: Objective,
     *,
     n_full: int = 2,
-    n_chord: int = 2,
+    n_chord: int = 0,
     damping: float = 1e-4,
-    tol: float = 1e-5,
+    tol: float = 1e-3,
     slice_frames: int = 1024,
+    coarse: tuple[LandmarkModel, Tensor] | None = None,
 ) -> tuple[Tensor, SolveInfo]:
     """Fit every frame's parameters of a batch of chunks with temporal smoothness, β fixed.
 
@@ -488,6 +500,12 @@ def solve_sequence(
         obs ``[B, T, L, 2]``; w ``[B, T, L]`` (0 for missing landmarks / frames / padding);
         frame_mask ``[B, T]`` 1 for the chunk's real frames (observed or not), 0 for padding;
         intr ``[B, 3]``; sigma ``[B]``.
+        n_full: iterations that relinearize and refactor; n_chord: iterations after them that reuse
+            the last factor with a fresh gradient (a failed chord step triggers one more full one).
+        tol: a chunk has converged when an iteration lowers its cost by less than this fraction.
+        coarse: (model restricted to a landmark subset, its rows): the first iteration's normal
+            equations use only those landmarks (a cheap step from a rough start); the line search
+            and every later iteration use all of them.
 
     Returns:
         x ``[B, T, P]`` and :class:`SolveInfo`. Padded frames keep their start values.
@@ -504,12 +522,20 @@ def solve_sequence(
 
     cost = total(None, x)
     active = torch.ones(bsz, dtype=torch.bool, device=x.device)
+    converged = torch.zeros(bsz, dtype=torch.bool, device=x.device)
     iters = torch.zeros(bsz, dtype=torch.int32, device=x.device)
     factor, scale = None, None
     history = [cost]
-    for it in range(n_full + n_chord):
-        full = it < n_full or factor is None
-        ne = _assemble(model, st, x, intr, obs, w, sigma, obj, hessian=full, slice_frames=slice_frames, plain=it == 0)
+    budget = n_full + n_chord
+    it, extra_full = 0, 0
+    force_full = False
+    while it < budget:
+        full = it < n_full or factor is None or force_full
+        if coarse is not None and it == 0:
+            cm, rows = coarse
+            ne = _assemble(cm, cm.shape_state(beta), x, intr, obs[:, :, rows], w[:, :, rows], sigma, obj, hessian=True, slice_frames=slice_frames, plain=True)
+        else:
+            ne = _assemble(model, st, x, intr, obs, w, sigma, obj, hessian=full, slice_frames=slice_frames, plain=it == 0)
         gp, hp = prior_grad_hess(x, obj)
         g = ne["gx"] + gp * fm[..., None] + smooth_grad(x, m1, m2, obj)
         if full:
@@ -520,9 +546,29 @@ def solve_sequence(
             hs = h * scale[..., :, None] * scale[..., None, :]
             factor, _info = banded_cholesky(hs, c1 * scale[:, 1:] * scale[:, :-1], c2 * scale[:, 2:] * scale[:, :-2])
         dx = -scale * banded_solve(factor, scale * g)
-        dx = dx * fm[..., None]
-        _, x, cost, active, iters = _line_search(total, None, x, None, dx, cost, active, iters, tol)
+        dx = torch.where(torch.isfinite(dx), dx, torch.zeros_like(dx)) * fm[..., None]
+        prev = cost
+        _, x, cost, accepted, iters = _line_search(total, None, x, None, dx, cost, active, iters)
         history.append(cost)
+        rel = (prev - cost) / prev.abs().clamp_min(1e-30)
+        # done: a small decrease, or no decrease along a full Newton direction (at the optimum)
+        done = active & ((accepted & (rel <= tol)) | (~accepted & full))
+        converged |= done
+        active &= ~done
+        force_full = bool((active & ~accepted).any())  # a stale factor failed: refactor next
+        it += 1
+        if force_full and it >= budget and extra_full < 1:
+            budget += 1
+            extra_full += 1
         if not bool(active.any()):
             break
-    return x, SolveInfo(cost, ~active, iters, history)
+    if bool(active.any()) and factor is not None:
+        # out of iterations: converged if the Newton decrement at the final point (with the last
+        # factor) predicts a decrease below tol
+        ne = _assemble(model, st, x, intr, obs, w, sigma, obj, hessian=False, slice_frames=slice_frames)
+        gp, _ = prior_grad_hess(x, obj)
+        g = ne["gx"] + gp * fm[..., None] + smooth_grad(x, m1, m2, obj)
+        step = -scale * banded_solve(factor, scale * g)
+        predicted = -(g * step * fm[..., None]).sum((1, 2)) / 2
+        converged |= active & (predicted <= tol * cost.abs())
+    return x, SolveInfo(cost, converged, iters, history)

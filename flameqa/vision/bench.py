@@ -1,7 +1,8 @@
 """Throughput of the faces stage against raw MediaPipe on the same video.
 
 * ``landmarker_fps``: MediaPipe FaceLandmarker alone (VIDEO mode, same options as the stage) on
-  frames decoded beforehand (at the size the stage would use), i.e. the ceiling for the stage.
+  frames decoded beforehand (at the size the stage would use): ``mp.Image`` from the array, then
+  ``detect_for_video``, nothing else — the ceiling for the stage.
 * ``stage_fps``: the whole ``faces`` stage through the local executor — decode, landmarks,
   detection scores, tracking, Parquet writing, and for ``workers > 1`` the process pool's start —
   over the video cut into ``workers`` equal clips (one shard each), frames / wall seconds.
@@ -34,7 +35,7 @@ def landmarker_fps(video: str | Path, cfg: Any = None, max_frames: int = 250) ->
     dec = None if size is None else (size[::-1] if p.rotation in (90, 270) else size)
     images = []
     for _, _, img in iter_frames(video, rotation=p.rotation, size=dec):
-        images.append(mp.Image(image_format=mp.ImageFormat.SRGB, data=img))
+        images.append(img)
         if len(images) >= max_frames:
             break
     if not images:
@@ -44,10 +45,10 @@ def landmarker_fps(video: str | Path, cfg: Any = None, max_frames: int = 250) ->
         graph = lm._lm  # the bare MediaPipe graph: nothing of ours in the timed loop
         warm = min(10, len(images))
         for i in range(warm):  # the first calls initialise the graph
-            graph.detect_for_video(images[i], i * 40)
+            graph.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=images[i]), i * 40)
         t0 = time.perf_counter()
-        for i, im in enumerate(images):
-            graph.detect_for_video(im, (warm + i) * 40)
+        for i, img in enumerate(images):
+            graph.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=img), (warm + i) * 40)
         dt = time.perf_counter() - t0
     return len(images) / dt, len(images)
 

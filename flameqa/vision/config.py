@@ -26,10 +26,11 @@ class LandmarkerConfig(Config):
     landmarks are mapped back to full-resolution pixels. MediaPipe crops faces to 256 px
     internally, so only very small faces in very large frames lose anything."""
     det_score_every: int = 5
-    """Score faces with the bundle's BlazeFace detector on every N-th frame and whenever the number
-    of faces changes; a track's frames in between carry its latest score (its first frames, its
-    first score). 1: every frame (the detector costs ~17 % of the landmarker's time per frame);
-    0: no detector, ``det_score`` is 1.0 on detected frames."""
+    """Score faces with the bundle's BlazeFace detector on every N-th frame and on the frame after
+    the number of faces changed; a track's frames in between carry its latest score (its first
+    frames, its first score). The detector runs in a second thread beside the landmarker and costs
+    ~17 % of a landmarker call in CPU per scored frame. 1: every frame; 0: no detector,
+    ``det_score`` is 1.0 on detected frames."""
     det_score_min: float = 0.1
     """Detector threshold used for scoring only (a tracked face the detector misses scores 0)."""
 

@@ -169,9 +169,11 @@ class FaceLandmarker:
         self._lm: Any = None
         self._det: Any = None
         self._image_lm: Any = None
+        self._executor: Any = None
         self._last_ts = -1
         self._frames = 0
-        self._prev_n = -1
+        self._prev_n = 0
+        self._count_changed = False
 
     # -- life cycle -----------------------------------------------------------------------
     def _options(self, mode: str):
@@ -204,7 +206,8 @@ class FaceLandmarker:
             )
         self._last_ts = -1
         self._frames = 0
-        self._prev_n = -1
+        self._prev_n = 0
+        self._count_changed = False
 
     def _close_video(self) -> None:
         for g in (self._lm, self._det):
@@ -214,6 +217,9 @@ class FaceLandmarker:
 
     def close(self) -> None:
         self._close_video()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         if self._image_lm is not None:
             self._image_lm.close()
             self._image_lm = None
@@ -248,23 +254,33 @@ class FaceLandmarker:
         h, w = image.shape[:2]
         W, H = full_size or (w, h)
         mpimg = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        # BlazeFace scores every det_score_every frames and on the frame after the face count
+        # changed (a new track's earlier frames take its first score, see tracks.py). It runs in
+        # a helper thread while the landmarker runs: both are C calls without the GIL, so on a
+        # second core the score costs no wall time.
+        every = self.cfg.det_score_every
+        due = self._det is not None and (self._frames % every == 0 or self._count_changed)
+        pending = self._pool().submit(self._det.detect_for_video, mpimg, ts) if due else None
         res = self._lm.detect_for_video(mpimg, ts)
         faces = _to_arrays(res, W, H)
-        # the detector runs every det_score_every frames, and when a face appears or leaves
-        every = self.cfg.det_score_every
-        due = every > 0 and (self._frames % every == 0 or faces.n != self._prev_n)
+        dets = pending.result().detections if pending is not None else None
         self._frames += 1
+        self._count_changed = faces.n != self._prev_n
         self._prev_n = faces.n
-        if faces.n == 0:
-            return faces
         if self._det is None:
             faces.det_score = np.ones(faces.n, np.float32)
-        elif due:
-            dets = self._det.detect_for_video(mpimg, ts).detections
+        elif dets is not None:
             faces.det_score = _match_scores(faces.landmarks, dets, W / w, H / h)
         else:
             faces.det_score = np.full(faces.n, np.nan, np.float32)
         return faces
+
+    def _pool(self):
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blazeface")
+        return self._executor
 
     def detect_image(self, image: np.ndarray, zoom: Sequence[float] = (0.5, 0.33), recenter: float | None = 2.5) -> FrameFaces:
         """Faces of a still image (IMAGE mode), with two fixes for faces small in the picture.

@@ -16,12 +16,13 @@ most one segment per open track, whatever the clip length.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from flameqa.vision.landmarker import FrameFaces, box_iou, landmark_boxes
+from flameqa.vision.landmarker import FrameFaces, landmark_boxes
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +118,26 @@ class FaceTracker:
 
     # -- matching -------------------------------------------------------------------------
     def _cost(self, boxes: np.ndarray) -> np.ndarray:
-        """Cost ``[tracks, faces]``: (1 - IoU) + centre shift / face size; gated pairs are inf."""
-        last = np.stack([t.last_box for t in self._open])
-        iou = box_iou(last, boxes)
-        c_t = (last[:, None, :2] + last[:, None, 2:]) / 2
-        c_f = (boxes[None, :, :2] + boxes[None, :, 2:]) / 2
-        size = np.maximum((last[:, None, 2:] - last[:, None, :2]).max(-1), (boxes[None, :, 2:] - boxes[None, :, :2]).max(-1))
-        shift = np.linalg.norm(c_t - c_f, axis=-1) / np.maximum(size, 1e-6)
-        cost = (1.0 - iou) + shift
-        ok = (iou >= self.min_iou) | (shift <= self.max_shift)
-        return np.where(ok, cost, np.inf)
+        """Cost ``[tracks, faces]``: (1 - IoU) + centre shift / face size; gated pairs are inf.
+
+        Plain Python floats: there are a handful of tracks and faces per frame, and numpy's
+        per-call overhead on 1×1 arrays would cost more than the landmark conversion.
+        """
+        cost = np.full((len(self._open), len(boxes)), np.inf)
+        for r, t in enumerate(self._open):
+            a0, a1, a2, a3 = (float(v) for v in t.last_box)
+            for c, b in enumerate(boxes.tolist()):
+                b0, b1, b2, b3 = b
+                iw = max(0.0, min(a2, b2) - max(a0, b0))
+                ih = max(0.0, min(a3, b3) - max(a1, b1))
+                inter = iw * ih
+                union = max(0.0, a2 - a0) * max(0.0, a3 - a1) + max(0.0, b2 - b0) * max(0.0, b3 - b1) - inter
+                iou = inter / union if union > 0 else 0.0
+                size = max(a2 - a0, a3 - a1, b2 - b0, b3 - b1, 1e-6)
+                shift = math.hypot((a0 + a2 - b0 - b2) / 2, (a1 + a3 - b1 - b3) / 2) / size
+                if iou >= self.min_iou or shift <= self.max_shift:
+                    cost[r, c] = (1.0 - iou) + shift
+        return cost
 
     def update(self, frame: int, faces: FrameFaces) -> None:
         """Add the faces of clip frame ``frame`` (frames must come in increasing order)."""

@@ -244,6 +244,8 @@ def load_inputs(out: Path, stage_name: str, idx: int, manifest_chunk: list[dict]
         rows = sh.read_shard(out, cls.input_table, idx)
     side = {}
     for t in cls.side_tables:
+        if sh.read_marker(out, t, idx) is None or not sh.shard_path(out, t, idx).exists():
+            raise RuntimeError(f"needs shard {idx:05d} of table {t!r}, which is not complete (its stage failed or has not run): rerun to retry")
         side[t] = sh.read_shard(out, t, idx)
     for t in cls.optional_side_tables:
         side[t] = sh.read_shard(out, t, idx) if idx in sh.completed_shards(out, t) else conform(t, [])

@@ -13,6 +13,9 @@ class IngestConfig(Config):
     shot_threshold: float = 8.0
     """Mean absolute difference (0-255) of consecutive 64×36 gray frames that can mark a cut (it must
     also be 4× the median difference of the previous second)."""
+    min_source_fps: float = 1.0
+    """Inputs whose average frame rate is lower fail (a slideshow or a sparse stream carries no face
+    motion; resampled to ``fps`` it would only repeat frames for hours). 0 accepts any rate."""
     min_clip_s: float = 1.0
     """Shots shorter than this are dropped from `clips` (they are kept in the videos' shot count)."""
     hash_files: bool = True

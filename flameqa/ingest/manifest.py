@@ -32,10 +32,29 @@ class ManifestError(ValueError):
 
 
 def _rows_from_file(path: Path) -> list[dict[str, Any]]:
+    try:
+        return _parse_file(path)
+    except (UnicodeDecodeError, csv.Error, pa.ArrowException, OSError) as e:
+        raise ManifestError(f"manifest {path} cannot be read: {type(e).__name__}: {e}") from None
+
+
+def _parse_file(path: Path) -> list[dict[str, Any]]:
     suf = path.suffix.lower()
     if suf in (".csv", ".tsv"):
+        rows = []
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return [dict(r) for r in csv.DictReader(f, delimiter="\t" if suf == ".tsv" else ",")]
+            reader = csv.DictReader(f, delimiter="\t" if suf == ".tsv" else ",", restkey="__rest")
+            for r in reader:
+                rest = r.pop("__rest", None)
+                if rest is not None:
+                    # e.g. an unquoted comma inside a uri: the fields cannot be trusted
+                    n = len(reader.fieldnames or [])
+                    r["__error"] = (
+                        f"manifest {path.name} line {reader.line_num} has {n + len(rest)} fields, its header {n} "
+                        "(quote values that contain the delimiter)"
+                    )
+                rows.append(r)
+        return rows
     if suf in (".jsonl", ".ndjson"):
         rows = []
         with open(path, encoding="utf-8") as f:
@@ -87,7 +106,7 @@ def _expand(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dic
 def read_manifest(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """Read inputs into manifest rows with unique ids; bad rows carry an ``error``."""
     raw = _expand(inputs)
-    extra = sorted({k for r in raw for k in r if k not in KNOWN_COLUMNS and not k.startswith("__")})
+    extra = sorted({str(k) for r in raw for k in r if k not in KNOWN_COLUMNS and not str(k).startswith("__")})
     if extra:
         log.warning("manifest columns %s are not used (known: %s)", extra, sorted(KNOWN_COLUMNS))
     out: list[dict[str, Any]] = []
@@ -123,7 +142,8 @@ def read_manifest(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> li
             vid = f"{vid}-{suffix}"
         ids.add(vid)
         row["video_id"] = vid
-        key = os.path.realpath(row["uri"]) if row["uri"] and "://" not in row["uri"] else row["uri"]
+        u = row["uri"][7:] if row["uri"].startswith("file://") else row["uri"]
+        key = os.path.realpath(u) if u and "://" not in u else u
         if key and not row["error"]:
             if key in seen_uri:
                 row["duplicate_of"] = seen_uri[key]

@@ -92,6 +92,12 @@ class IngestStage(Stage):
                 raise MediaError("no video stream (audio-only input)")
             if not p.width or not p.height:
                 raise MediaError(f"video stream has no frame size ({p.width}x{p.height})")
+            if cfg.min_source_fps and p.fps and p.fps < cfg.min_source_fps:
+                span = f" over {p.duration_s / 3600:.1f} h" if p.duration_s else ""
+                raise MediaError(
+                    f"{p.fps:.3g} frames per second on average{span}: below ingest.min_source_fps={cfg.min_source_fps:g} "
+                    "(too sparse for per-frame face motion)"
+                )
             audio_path = None
             if p.has_audio:
                 dest = contained(self.ctx.out, Path("media") / "audio" / f"{r['video_id']}.wav")

@@ -197,7 +197,9 @@ def to_arrow(values: Any, typ: pa.DataType, where: str = "") -> pa.Array:
                         offsets.append(offsets[-1])
                         mask.append(True)
                         continue
-                    a = np.asarray(v, dtype=inner.value_type.to_pandas_dtype()).reshape(len(v), -1)
+                    a = np.asarray(v, dtype=inner.value_type.to_pandas_dtype())
+                    # zero frames: reshape(0, -1) is ambiguous, and there is nothing to check
+                    a = a.reshape(0, width) if a.size == 0 else a.reshape(len(v), -1)
                     if a.shape[1] != width:
                         raise ValueError(f"{where}: expected per-frame width {width}, got array of shape {np.shape(v)}")
                     flats.append(a.reshape(-1))

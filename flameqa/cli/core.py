@@ -40,9 +40,20 @@ def run_stages(stages: list[str] | None, out: Path, config: Optional[Path], over
     from flameqa.inspect import format_summary, summarize
     from flameqa.runner import run_pipeline
 
+    from flameqa.ingest.manifest import ManifestError
+    from flameqa.io.shards import DiskSpaceError
+
     cfg = build_config(config, overrides, workers, overwrite, executor, address)
-    report = run_pipeline(cfg, out, inputs=inputs, stages=stages)
+    try:
+        report = run_pipeline(cfg, out, inputs=inputs, stages=stages)
+    except (ManifestError, DiskSpaceError, PermissionError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(format_summary(summarize(out)))
+    for st in report.stages:
+        if getattr(st, "start_error", None):
+            typer.echo(f"error: {st.start_error}", err=True)
+            raise typer.Exit(1)
     if not report.ok:
         failed = [f"{s.stage}:{r.shard:05d}" for s in report.stages for r in s.failed_shards]
         typer.echo(f"failed shards (rerun to retry): {failed}", err=True)

@@ -56,14 +56,18 @@ def marker_path(out: str | os.PathLike, table: str, idx: int) -> Path:
     return Path(out) / table / "_done" / f"{idx:05d}.json"
 
 
+class DiskSpaceError(OSError):
+    """Too little free space to write outputs safely (raised before writing, never mid-file)."""
+
+
 def check_free_space(path: str | os.PathLike, need_bytes: int = MIN_FREE_BYTES) -> None:
-    """Raise OSError with a clear message when the file system holding ``path`` is nearly full."""
+    """Raise :class:`DiskSpaceError` with a clear message when the file system of ``path`` is nearly full."""
     p = Path(path)
     while not p.exists() and p != p.parent:
         p = p.parent
     free = shutil.disk_usage(p).free
     if free < need_bytes:
-        raise OSError(
+        raise DiskSpaceError(
             f"only {free / 2**20:.0f} MiB free on the file system of {path} (need ≥ {need_bytes / 2**20:.0f} MiB): "
             "free space or point --out elsewhere"
         )

@@ -384,7 +384,8 @@ class SpeakersStage(Stage):
             return []
         per_track: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         fps = 25.0
-        cols = faces.column_names
+        mouth_col = faces.column("mouth_open").combine_chunks()
+        landmarks_col = None  # combined once, only if some row lacks mouth_open
         for i, r in enumerate(faces.select(["track_id", "fps", "clip_start_s", "frame_idx", "status"]).to_pylist()):
             if r["status"] != "ok" or r["track_id"] < 0 or not r["frame_idx"]:
                 continue
@@ -394,11 +395,13 @@ class SpeakersStage(Stage):
                 log.warning("%s: faces rows have no clip_start_s; assuming the clip starts at 0 s", clip_id)
                 start = 0.0
             t = start + np.asarray(r["frame_idx"], np.float64) / fps
-            mo = faces.column("mouth_open")[i] if "mouth_open" in cols else None
-            if mo is not None and mo.is_valid:
-                m = np.asarray(mo.as_py(), np.float32)
-            else:
-                m = mouth_open(column_to_numpy(faces.column("landmarks"), i).reshape(-1, 478, 3))
+            mo = mouth_col[i]
+            if mo.is_valid:
+                m = mo.values.to_numpy(zero_copy_only=False).astype(np.float32)
+            else:  # rows written by other tools: recompute from the landmarks
+                if landmarks_col is None:
+                    landmarks_col = faces.column("landmarks").combine_chunks()
+                m = mouth_open(column_to_numpy(landmarks_col, i).reshape(-1, 478, 3))
             per_track.setdefault(int(r["track_id"]), []).append((t, m))
         track_ids = sorted(per_track)
         signals = []

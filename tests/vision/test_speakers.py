@@ -97,3 +97,26 @@ def test_speaker_with_no_face_in_clip(tmp_path):
                                 dict(clip_id="x.c000", turn_id=-1, status="failed", error="x")])
     out = SpeakersStage(SpeakersConfig(), StageContext(out=tmp_path))(faces, {"speech": speech})["speakers_faces"].to_pylist()
     assert len(out) == 1 and out[0]["track_id"] == -1 and out[0]["scores"] == [] and np.isnan(out[0]["score"])
+
+
+def test_mouth_open_is_recomputed_when_a_row_lacks_it(tmp_path):
+    """faces rows written by another tool (no mouth_open) still get scored from their landmarks."""
+    from flameqa.io.schema import conform
+    from flameqa.stages.base import StageContext
+    from flameqa.vision.config import SpeakersConfig
+    from flameqa.vision.stage import SpeakersStage
+
+    T, fps = 200, 25.0
+    t = np.arange(T) / fps
+    talking = (t >= 2) & (t < 5)
+    lm = np.zeros((T, 478, 3), np.float32)
+    lm[:, 33, 0], lm[:, 263, 0] = 100.0, 200.0
+    lm[:, 14, 1] = np.where(talking, 20 + 15 * np.sin(2 * np.pi * 4 * t), 1.0)
+    row = dict(clip_id="y.c000", video_id="y", track_id=0, segment=0, fps=fps, image_width=10, image_height=10,
+               frame_idx=np.arange(T, dtype=np.int32), detected=np.ones(T, bool), det_score=np.ones(T, np.float32),
+               landmarks=lm.reshape(T, -1), blendshapes=np.zeros((T, 52), np.float32), transform=np.zeros((T, 16), np.float32),
+               clip_start_s=10.0, flags=[], status="ok")
+    faces = conform("faces", [row])
+    speech = conform("speech", [dict(clip_id="y.c000", turn_id=0, speaker="A", start_s=12.0, end_s=15.0, status="ok")])
+    (out,) = SpeakersStage(SpeakersConfig(), StageContext(out=tmp_path))(faces, {"speech": speech})["speakers_faces"].to_pylist()
+    assert out["track_id"] == 0 and out["score"] > 0.5, out

@@ -60,4 +60,10 @@ class RedactingFilter(logging.Filter):
         red = redact_text(msg)
         if red != msg:
             record.msg, record.args = red, ()
+        if record.exc_info and not record.exc_text:
+            # a traceback quotes exception messages (URLs, headers): format it here, redacted; handlers
+            # print ``exc_text`` when it is set
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
         return True

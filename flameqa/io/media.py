@@ -5,6 +5,7 @@ Frames are streamed, never held whole: memory does not grow with video length.
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
@@ -196,6 +197,8 @@ def extract_audio(path: str | os.PathLike, dest: str | os.PathLike, sample_rate:
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a killed earlier attempt (one writer per destination)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     n = 0

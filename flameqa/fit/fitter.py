@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from flameqa.fit.camera import PinholeCamera
-from flameqa.fit.config import FitConfig
+from flameqa.fit.config import FitConfig, SmoothConfig
 from flameqa.fit.init import (
     ParamGuess,
     Similarity,
@@ -145,11 +145,12 @@ def build_objective(cfg: FitConfig, model: LandmarkModel, fps: Tensor | None = N
     prec[JAW + 3:EXPR] = 1 / pr.eyes_std**2
     prec[EXPR:] = 1 / pr.expression_std**2
     acc = torch.empty(p, dtype=dt, device=dev)
-    acc[ROT:ROT + 3] = sm.rot_acc
-    acc[TRANSL:TRANSL + 3] = sm.transl_acc
-    acc[JAW:JAW + 3] = sm.jaw_acc
-    acc[JAW + 3:EXPR] = sm.eyes_acc
-    acc[EXPR:] = sm.expression_acc
+    a_rot, a_tr, a_jaw, a_eye, a_ex = sm.accelerations()
+    acc[ROT:ROT + 3] = a_rot
+    acc[TRANSL:TRANSL + 3] = a_tr
+    acc[JAW:JAW + 3] = a_jaw
+    acc[JAW + 3:EXPR] = a_eye
+    acc[EXPR:] = a_ex
     if fps is None:
         ratio = torch.ones(1, 1, 1, dtype=dt, device=dev)
     else:
@@ -165,6 +166,7 @@ def build_objective(cfg: FitConfig, model: LandmarkModel, fps: Tensor | None = N
         shape_prec=torch.full((model.n_shape,), 1 / pr.shape_std**2, dtype=dt, device=dev),
         robust=cfg.data.robust,
         robust_scale=cfg.data.robust_scale,
+        smooth_robust_scale=sm.robust_scale,
     )
 
 
@@ -478,10 +480,16 @@ class Fitter:
             fps[r] = float(tracks[i].fps or self.cfg.smooth.reference_fps)
         pts = model.camera_points(beta, x)
         w = w * self._visibility(x, pts)
+        obj = build_objective(self.cfg, model, fps)
+        warm, n_warm, n_full = None, 0, sc.full_iterations
+        if self.cfg.smooth.preset != "tracking" and sc.smooth_iterations > 0:
+            track_cfg = self.cfg.model_copy(update={"smooth": SmoothConfig(preset="tracking", reference_fps=self.cfg.smooth.reference_fps)})
+            warm, n_warm = build_objective(track_cfg, model, fps), sc.full_iterations
+            n_full = sc.full_iterations + sc.smooth_iterations
         xs, info = solve_sequence(
-            model, beta, x, obs, w, fm, intr, sigma, build_objective(self.cfg, model, fps),
-            n_full=sc.full_iterations, n_chord=sc.chord_iterations, damping=sc.damping, tol=sc.tol, slice_frames=self.slice_frames,
-            coarse=self.coarse,
+            model, beta, x, obs, w, fm, intr, sigma, obj,
+            n_full=n_full, n_chord=sc.chord_iterations, damping=sc.damping, tol=sc.tol, slice_frames=self.slice_frames,
+            coarse=self.coarse, warm=warm, n_warm=n_warm,
         )
         xs_np = xs.cpu().numpy()
         conv = info.converged.cpu().numpy()

@@ -62,8 +62,11 @@ class Objective:
     smooth_vel: Tensor
     smooth_acc: Tensor
     shape_prec: Tensor
-    robust: RobustKind = "geman_mcclure"
-    robust_scale: float = 4.0
+    robust: RobustKind = "huber"
+    robust_scale: float = 3.0
+    smooth_robust_scale: float | None = None
+    """Huber scale of the acceleration prior, in standard deviations (None: quadratic): small
+    accelerations (jitter) cost quadratically, large ones (real motion onsets) only linearly."""
 
 
 @dataclass
@@ -146,18 +149,33 @@ def prior_grad_hess(x: Tensor, obj: Objective) -> tuple[Tensor, Tensor]:
     return g, h
 
 
-def smooth_cost(x: Tensor, m1: Tensor, m2: Tensor, obj: Objective) -> Tensor:
-    """Temporal smoothness cost per track ``[B]``."""
-    d1 = x[:, 1:] - x[:, :-1]
+def _accel_terms(x: Tensor, m2: Tensor, obj: Objective) -> tuple[Tensor, Tensor, Tensor]:
+    """Second differences ``d2 [B, T−2, P]``, their normalized squares and the robust weights."""
     d2 = x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]
+    s = obj.smooth_acc * d2 * d2  # (d2 / σ_acc)²
+    if obj.smooth_robust_scale is None:
+        w = m2[..., None].expand_as(s)
+    else:
+        w = m2[..., None] * robust_weight(s, "huber", obj.smooth_robust_scale)
+    return d2, s, w
+
+
+def smooth_cost(x: Tensor, m1: Tensor, m2: Tensor, obj: Objective) -> Tensor:
+    """Temporal smoothness cost per track ``[B]``: quadratic on velocity, quadratic (or Huber, with
+    ``smooth_robust_scale``) on acceleration, both in units of their standard deviations."""
+    d1 = x[:, 1:] - x[:, :-1]
     c = (m1[..., None] * obj.smooth_vel * d1 * d1).sum((1, 2))
-    return c + (m2[..., None] * obj.smooth_acc * d2 * d2).sum((1, 2))
+    _, s, _ = _accel_terms(x, m2, obj)
+    if obj.smooth_robust_scale is None:
+        return c + (m2[..., None] * s).sum((1, 2))
+    return c + (m2[..., None] * robust_rho(s, "huber", obj.smooth_robust_scale)).sum((1, 2))
 
 
-def smooth_grad(x: Tensor, m1: Tensor, m2: Tensor, obj: Objective) -> Tensor:
-    """Half-gradient of :func:`smooth_cost`: ``D₁ᵀ a₁ D₁ x + D₂ᵀ a₂ D₂ x`` ``[B, T, P]``."""
+def smooth_grad(x: Tensor, m1: Tensor, m2: Tensor, obj: Objective, w2: Tensor | None = None) -> Tensor:
+    """Half-gradient of :func:`smooth_cost` ``[B, T, P]``: ``D₁ᵀ a₁ D₁ x + D₂ᵀ (a₂ ρ') D₂ x``."""
     d1 = m1[..., None] * obj.smooth_vel * (x[:, 1:] - x[:, :-1])  # [B,T-1,P]
-    d2 = m2[..., None] * obj.smooth_acc * (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2])  # [B,T-2,P]
+    dd, _, w = _accel_terms(x, m2, obj)
+    d2 = (w if w2 is None else w2) * obj.smooth_acc * dd  # [B,T-2,P]
     g = torch.zeros_like(x)
     g[:, 1:] += d1
     g[:, :-1] -= d1
@@ -167,11 +185,12 @@ def smooth_grad(x: Tensor, m1: Tensor, m2: Tensor, obj: Objective) -> Tensor:
     return g
 
 
-def smooth_bands(m1: Tensor, m2: Tensor, obj: Objective, t: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The smoothness Hessian as diagonal bands: ``d0 [B, T, P]`` (block diagonal), ``c1 [B, T−1, P]``
-    (block (t+1, t)) and ``c2 [B, T−2, P]`` (block (t+2, t)); each block is a diagonal matrix."""
+def smooth_bands(m1: Tensor, w2: Tensor, obj: Objective, t: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The smoothness (IRLS) Hessian as diagonal bands: ``d0 [B, T, P]`` (block diagonal),
+    ``c1 [B, T−1, P]`` (block (t+1, t)) and ``c2 [B, T−2, P]`` (block (t+2, t)); each block is a
+    diagonal matrix. ``w2 [B, T−2, P]``: weight of each acceleration term (mask × robust weight)."""
     a1 = m1[..., None] * obj.smooth_vel  # [B,T-1,P]
-    a2 = m2[..., None] * obj.smooth_acc  # [B,T-2,P]
+    a2 = w2 * obj.smooth_acc  # [B,T-2,P]
     b, p = m1.shape[0], obj.smooth_vel.shape[-1]
     d0 = torch.zeros(b, t, p, dtype=a1.dtype, device=a1.device)
     d0[:, 1:] += a1
@@ -179,7 +198,7 @@ def smooth_bands(m1: Tensor, m2: Tensor, obj: Objective, t: int) -> tuple[Tensor
     d0[:, :-2] += a2
     d0[:, 1:-1] += 4 * a2
     d0[:, 2:] += a2
-    c1 = -a1.clone()
+    c1 = -a1.expand(b, t - 1, p).clone()
     c1[:, :-1] -= 2 * a2  # pair (k, k+1) of triple k
     c1[:, 1:] -= 2 * a2  # pair (k+1, k+2) of triple k
     return d0, c1, a2
@@ -492,6 +511,8 @@ def solve_sequence(
     tol: float = 1e-3,
     slice_frames: int = 1024,
     coarse: tuple[LandmarkModel, Tensor] | None = None,
+    warm: Objective | None = None,
+    n_warm: int = 0,
 ) -> tuple[Tensor, SolveInfo]:
     """Fit every frame's parameters of a batch of chunks with temporal smoothness, β fixed.
 
@@ -506,6 +527,10 @@ def solve_sequence(
         coarse: (model restricted to a landmark subset, its rows): the first iteration's normal
             equations use only those landmarks (a cheap step from a rough start); the line search
             and every later iteration use all of them.
+        warm, n_warm: the first ``n_warm`` iterations minimize ``warm`` (a weaker temporal prior)
+            instead of ``obj``: a continuation. From MediaPipe's start, Gauss-Newton under a strong
+            smoothness prior creeps along the valley between motion and misfit; converged under a
+            weak prior first, one step under the strong prior lands next to its optimum.
 
     Returns:
         x ``[B, T, P]`` and :class:`SolveInfo`. Padded frames keep their start values.
@@ -513,8 +538,11 @@ def solve_sequence(
     bsz, t, p = x.shape
     fm = frame_mask.to(x.dtype)
     m1, m2 = fm[:, 1:] * fm[:, :-1], fm[:, 2:] * fm[:, 1:-1] * fm[:, :-2]
-    d0, c1, c2 = smooth_bands(m1, m2, obj, t)
     st = model.shape_state(beta)
+    target = obj
+    if warm is None:
+        n_warm = 0
+    obj = warm if n_warm > 0 else target
 
     def total(_b: Tensor | None, x_: Tensor) -> Tensor:
         c = (data_cost(model, st, x_, intr, obs, w, sigma, obj) + prior_cost(x_, obj) * fm).sum(1)
@@ -530,6 +558,12 @@ def solve_sequence(
     it, extra_full = 0, 0
     force_full = False
     while it < budget:
+        if it == n_warm and n_warm > 0:  # switch to the target objective
+            obj = target
+            cost = total(None, x)
+            active = torch.ones_like(active)
+            converged = torch.zeros_like(converged)
+            force_full = True
         full = it < n_full or factor is None or force_full
         if coarse is not None and it == 0:
             cm, rows = coarse
@@ -537,8 +571,11 @@ def solve_sequence(
         else:
             ne = _assemble(model, st, x, intr, obs, w, sigma, obj, hessian=full, slice_frames=slice_frames, plain=it == 0)
         gp, hp = prior_grad_hess(x, obj)
+        if full:
+            _, _, w2 = _accel_terms(x, m2, obj)  # IRLS weights of the acceleration prior
         g = ne["gx"] + gp * fm[..., None] + smooth_grad(x, m1, m2, obj)
         if full:
+            d0, c1, c2 = smooth_bands(m1, w2, obj, t)
             h = ne["hxx"] + hp * fm[..., None, None] + torch.diag_embed(d0 + _EPS_PREC * (1 - fm)[..., None])
             h = h + damping * torch.diag_embed(h.diagonal(dim1=-2, dim2=-1))
             # Jacobi scaling of the whole banded system: H̃ = S H S, S = diag(H)^(-1/2)
@@ -561,6 +598,9 @@ def solve_sequence(
             budget += 1
             extra_full += 1
         if not bool(active.any()):
+            if it < n_warm:  # converged under the warm prior: go on to the target
+                it = n_warm
+                continue
             break
     if bool(active.any()) and factor is not None:
         # out of iterations: converged if the Newton decrement at the final point (with the last

@@ -54,6 +54,9 @@ def _smooth_process(rng: np.random.Generator, t: np.ndarray, n: int, f_lo: float
     return x / np.sqrt((amp**2).sum(0) / 2)[None]
 
 
+SPEECH_COMPONENTS = 8
+
+
 def random_params(model: LandmarkModel, n_frames: int, fps: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Identity ``[S]`` and per-frame parameters ``[T, P]`` of one plausible talking-head track."""
     t = np.arange(n_frames) / fps
@@ -63,13 +66,17 @@ def random_params(model: LandmarkModel, n_frames: int, fps: float, rng: np.rando
     p[:, ROT:ROT + 3] = head * np.radians([12.0, 25.0, 6.0]) / 2 + np.radians(rng.uniform(-5, 5, 3))
     sway = _smooth_process(rng, t, 3, 0.05, 0.5)
     p[:, TRANSL:TRANSL + 3] = sway * 0.01 + [rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), -rng.uniform(0.32, 0.45)]
-    syll = _smooth_process(rng, t, 1, 2.0, 5.0)[:, 0]
-    p[:, JAW] = np.radians(17.0) * np.clip(0.5 + 0.5 * syll, 0, 1) ** 1.5
+    syll = _smooth_process(rng, t, 1, 1.5, 4.0)[:, 0]
+    p[:, JAW] = np.radians(14.0) * np.clip(0.5 + 0.5 * syll, 0, 1) ** 1.5
     p[:, JAW + 1:JAW + 3] = _smooth_process(rng, t, 2, 0.2, 2.0) * 0.01
     gaze = _smooth_process(rng, t, 2, 0.1, 1.0) * 0.12
     for e in (JAW + 3, JAW + 6):
         p[:, e:e + 2] = gaze
-    p[:, EXPR:] = 0.5 * _smooth_process(rng, t, model.n_expr, 0.2, 3.0)
+    # expressions: every coefficient drifts slowly (moods, brows, smiles), a few follow speech
+    e = model.n_expr
+    p[:, EXPR:] = 0.4 * _smooth_process(rng, t, e, 0.05, 0.5) + rng.normal(0, 0.2, e)
+    fast = rng.choice(e, size=min(SPEECH_COMPONENTS, e), replace=False)
+    p[:, EXPR + fast] += 0.3 * _smooth_process(rng, t, len(fast), 1.0, 4.0)
     return shape, p
 
 

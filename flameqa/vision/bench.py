@@ -20,8 +20,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def landmarker_fps(video: str | Path, cfg: Any = None, max_frames: int = 250) -> tuple[float, int]:
-    """Raw FaceLandmarker fps on up to ``max_frames`` pre-decoded frames; returns (fps, frames)."""
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the pool's workers, once joined)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def landmarker_fps(video: str | Path, cfg: Any = None, max_frames: int = 250) -> tuple[float, int, float]:
+    """Raw FaceLandmarker fps on up to ``max_frames`` pre-decoded frames; returns (fps, frames, cpu ms/frame)."""
     import mediapipe as mp
 
     from flameqa.io.media import iter_frames, probe
@@ -46,15 +52,15 @@ def landmarker_fps(video: str | Path, cfg: Any = None, max_frames: int = 250) ->
         warm = min(10, len(images))
         for i in range(warm):  # the first calls initialise the graph
             graph.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=images[i]), i * 40)
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         for i, img in enumerate(images):
             graph.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=img), (warm + i) * 40)
-        dt = time.perf_counter() - t0
-    return len(images) / dt, len(images)
+        dt, cpu = time.perf_counter() - t0, _cpu() - c0
+    return len(images) / dt, len(images), cpu / len(images) * 1e3
 
 
-def stage_fps(video: str | Path, workers: int = 1, cfg: Any = None, work_dir: str | Path | None = None) -> tuple[float, int, float]:
-    """End-to-end ``faces`` stage fps with ``workers`` processes; returns (fps, frames, seconds)."""
+def stage_fps(video: str | Path, workers: int = 1, cfg: Any = None, work_dir: str | Path | None = None) -> tuple[float, int, float, float]:
+    """End-to-end ``faces`` stage fps with ``workers`` processes; returns (fps, frames, seconds, cpu ms/frame)."""
     from flameqa.config import PipelineConfig
     from flameqa.io import shards as sh
     from flameqa.io.media import probe
@@ -75,13 +81,13 @@ def stage_fps(video: str | Path, workers: int = 1, cfg: Any = None, work_dir: st
             )
             sh.write_shard(out, "clips", k, [clip])
             sh.write_marker(out, "clips", k, {"config_hash": "bench", "rows": 1})
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         report = run_stage_local("faces", cfg, out)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, _cpu() - c0
         if report.failed_shards:
             raise RuntimeError(f"bench: faces shards failed: {[s.error for s in report.failed_shards]}")
         frames = sum(int((sh.read_marker(out, "faces", k) or {}).get("extra", {}).get("frames", 0)) for k in range(workers))
-    return frames / dt, frames, dt
+    return frames / dt, frames, dt, cpu / max(frames, 1) * 1e3
 
 
 def bench_faces(video: str | Path, workers: int = 1, cfg: Any = None, max_frames: int = 250) -> dict[str, Any]:
@@ -89,8 +95,9 @@ def bench_faces(video: str | Path, workers: int = 1, cfg: Any = None, max_frames
     from flameqa.config import PipelineConfig
 
     cfg = cfg or PipelineConfig()
-    lfps, lframes = landmarker_fps(video, cfg.faces.landmarker, max_frames)
-    sfps, sframes, secs = stage_fps(video, workers, cfg)
+    load_before = os.getloadavg()[0]
+    lfps, lframes, lcpu = landmarker_fps(video, cfg.faces.landmarker, max_frames)
+    sfps, sframes, secs, scpu = stage_fps(video, workers, cfg)
     return {
         "landmarker_fps": round(lfps, 2),
         "stage_fps": round(sfps, 2),
@@ -98,7 +105,12 @@ def bench_faces(video: str | Path, workers: int = 1, cfg: Any = None, max_frames
         "stage_frames": sframes,
         "stage_seconds": round(secs, 2),
         "landmarker_frames": lframes,
+        # CPU per frame (all processes): what bounds throughput once every core is busy
+        "landmarker_cpu_ms": round(lcpu, 2),
+        "stage_cpu_ms": round(scpu, 2),
         "det_score_every": cfg.faces.landmarker.det_score_every,
         "cpus": os.cpu_count(),
+        # the 1-minute load average before and after: figures from a busy machine are not comparable
+        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "video": str(video),
     }

@@ -274,8 +274,15 @@ class Fitter:
         w = self.base_w[None] * finite * det[:, None] * score[:, None]
         obs = np.where(finite[..., None], pts, 0.0).astype(np.float32)
         a, b = lm[:, IOD_PAIR[0], :2], lm[:, IOD_PAIR[1], :2]
-        iod = np.linalg.norm(a - b, axis=-1)
+        with np.errstate(invalid="ignore"):
+            iod = np.linalg.norm(a - b, axis=-1)
         ok = np.isfinite(iod) & det & (iod > 0)
+        if not ok.any() and det.any():
+            # eye corners not observed (a landmark set without them): 0.6 × the face's width instead
+            with np.errstate(invalid="ignore"):
+                span = np.nanmax(np.where(finite, pts[..., 0], np.nan), 1) - np.nanmin(np.where(finite, pts[..., 0], np.nan), 1)
+            iod = np.where(det, 0.6 * span, np.nan)
+            ok = np.isfinite(iod) & det & (iod > 0)
         med = float(np.median(iod[ok])) if ok.any() else float("nan")
         iod = np.where(ok, iod, med)
         if tr.focal_px is not None:

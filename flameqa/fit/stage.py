@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from flameqa.fit.config import FitConfig
-from flameqa.io.schema import column_to_numpy, conform
+from flameqa.io.schema import conform
 from flameqa.stages.base import Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -66,19 +66,51 @@ def build_fitter(cfg: FitConfig, device: str = "auto", layer: Any = None):
     return Fitter(model.to(dtype=torch.float32), cfg, device=dev, align=align)
 
 
-def _row_arrays(batch: pa.Table, i: int) -> dict[str, Any]:
-    col = batch.column
-    t = len(col("frame_idx")[i].as_py() or [])
-    lm = column_to_numpy(col("landmarks"), i)
-    tf = column_to_numpy(col("transform"), i)
-    sc = col("det_score")[i].values.to_numpy(zero_copy_only=False) if col("det_score")[i].is_valid else None
-    return {
-        "frame_idx": np.asarray(col("frame_idx")[i].as_py() or [], np.int64),
-        "detected": np.asarray(col("detected")[i].as_py() or [False] * t, bool),
-        "det_score": None if sc is None else np.asarray(sc, np.float32),
-        "landmarks": np.full((t, 478, 3), np.nan, np.float32) if lm is None else np.asarray(lm, np.float32).reshape(t, 478, 3),
-        "transform": None if tf is None else np.asarray(tf, np.float32).reshape(t, 4, 4),
-    }
+def _per_frame(col: pa.ChunkedArray | pa.Array, width: int, dtype: Any) -> list[np.ndarray | None]:
+    """A ``list<fixed_size_list<float32, width>>`` (or ``list<scalar>``) column → one ``[T, width]``
+    (``[T]``) array per row, converting the column's buffers once."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    offsets = col.offsets.to_numpy()
+    flat = col.values
+    if pa.types.is_fixed_size_list(flat.type):
+        flat = flat.flatten()
+    vals = flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    out: list[np.ndarray | None] = []
+    for i in range(len(col)):
+        if not valid[i]:
+            out.append(None)
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        out.append(vals[a * width:b * width].reshape(b - a, width) if width > 1 else vals[a:b])
+    return out
+
+
+def _batch_arrays(batch: pa.Table) -> list[dict[str, Any]]:
+    """Per input row: frame_idx ``[T]``, detected ``[T]``, det_score ``[T]`` | None, landmarks
+    ``[T, 478, 3]`` (NaN where missing), transform ``[T, 4, 4]`` | None."""
+    fidx = _per_frame(batch.column("frame_idx"), 1, np.int64)
+    det = _per_frame(batch.column("detected"), 1, bool)
+    score = _per_frame(batch.column("det_score"), 1, np.float32)
+    lms = _per_frame(batch.column("landmarks"), 1434, np.float32)
+    tfs = _per_frame(batch.column("transform"), 16, np.float32)
+    rows = []
+    for i in range(batch.num_rows):
+        f = fidx[i] if fidx[i] is not None else np.zeros(0, np.int64)
+        t = len(f)
+        lm = lms[i]
+        if lm is None or lm.shape[0] != t:
+            lm = np.full((t, 1434), np.nan, np.float32)
+        tf = tfs[i]
+        rows.append({
+            "frame_idx": f,
+            "detected": det[i] if det[i] is not None and len(det[i]) == t else np.zeros(t, bool),
+            "det_score": score[i] if score[i] is not None and len(score[i]) == t else None,
+            "landmarks": lm.reshape(t, 478, 3),
+            "transform": tf.reshape(t, 4, 4) if tf is not None and tf.shape[0] == t else None,
+        })
+    return rows
 
 
 class FitStage(Stage):
@@ -110,7 +142,7 @@ class FitStage(Stage):
         n = batch.num_rows
         rows: list[dict[str, Any]] = [{} for _ in range(n)]
         col = {c: batch.column(c).to_pylist() for c in ("clip_id", "video_id", "track_id", "segment", "fps", "image_width", "image_height", "status", "error")}
-        arrays = [_row_arrays(batch, i) for i in range(n)]
+        arrays = _batch_arrays(batch)
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
         for i in range(n):
             if col["status"][i] == "ok" and len(arrays[i]["frame_idx"]) > 0:
@@ -228,5 +260,6 @@ class FitStage(Stage):
     def on_error(self, batch: pa.Table, error: str) -> dict[str, pa.Table] | None:
         n = batch.num_rows
         col = {c: batch.column(c).to_pylist() for c in ("clip_id", "video_id", "track_id", "segment", "fps", "image_width", "image_height", "status", "error")}
-        rows = [self._empty_row(col, _row_arrays(batch, i), i, "failed", error) for i in range(n)]
+        arrays = _batch_arrays(batch)
+        rows = [self._empty_row(col, arrays[i], i, "failed", error) for i in range(n)]
         return {"flame": conform("flame", rows)}

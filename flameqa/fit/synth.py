@@ -224,5 +224,6 @@ def run_benchmark(
     out["seconds"] = wall
     out["model"] = str(layer.model_id)
     out["landmarks"] = int(fitter.model.n_landmarks)
+    out["smooth_preset"] = cfg.smooth.preset
     out["torch_threads"] = torch.get_num_threads()
     return out

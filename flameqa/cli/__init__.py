@@ -11,7 +11,7 @@ import logging
 
 from flameqa.cli.app import app
 
-_MODULES = ["core", "flame", "speech", "vision", "fit", "samples", "visual", "train"]
+_MODULES = ["core", "flame", "speech", "vision", "fit", "samples", "visual", "train", "bench"]
 
 
 def _register() -> None:

@@ -1,0 +1,1 @@
+"""Whole-pipeline benchmarks (the per-stage ones live next to their stages: ``vision.bench``, ...)."""

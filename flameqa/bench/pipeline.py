@@ -1,0 +1,373 @@
+"""End-to-end throughput of the whole pipeline on one talking-head video, next to its engines' limits.
+
+:func:`bench_pipeline` runs every configured stage through :func:`flameqa.runner.run_pipeline` over
+``video`` (``repeat`` copies of it, concatenated without re-encoding, for a longer input) into a
+fresh folder, then times the raw engines of the stages on the same video, in the same process, right
+after (never concurrently: they would slow each other down). It returns one JSON-ready dict:
+
+* ``media_seconds`` / ``wall_seconds`` / ``realtime_factor`` (media / wall, all stages, models loads
+  and process start-up included);
+* ``peak_rss_mb``: the largest total resident memory of this process and its worker processes during
+  the run (sampled with psutil every 0.1 s, and at least the kernel's ``ru_maxrss`` of this process
+  and of its largest reaped child);
+* ``stages``: per stage ``seconds`` (wall, model load included), ``items``, ``unit``,
+  ``items_per_s`` and ``realtime`` (media seconds / stage seconds);
+* ``bottleneck``: the stage with the most wall seconds; ``bottleneck_limit_realtime``: the best
+  real-time factor that stage's raw engine allows on this machine, from ``engine_limits``:
+
+  - faces: MediaPipe FaceLandmarker alone on pre-decoded frames (``vision.bench.landmarker_fps``)
+    × cores / ``ingest.fps`` (one landmarker per core, decode free);
+  - speech: 1 / RTF of the ASR model alone (all its threads) on up to 120 s of the run's own audio;
+  - ingest: PyAV decode-only fps (threaded) / the video's frame rate;
+  - fit: frames / seconds of the fitter's solve alone, from the run's ``flame`` markers.
+
+* ``machine``, ``cores``, ``load_average`` (1/5/15-minute, at the end of the run) and
+  ``load_average_before``: figures from a loaded machine are not comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# input
+
+
+def concat_copies(src: str | os.PathLike, dest: str | os.PathLike, k: int) -> Path:
+    """Write ``k`` back-to-back copies of ``src`` to ``dest`` by remuxing packets (no re-encode).
+
+    Each copy's timestamps are shifted by the end time of the previous copy, per stream, in the
+    stream's own time base, so the result plays as one ``k`` × longer video.
+    """
+    import av
+
+    dest = Path(dest)
+    with av.open(str(src)) as inp, av.open(str(dest), "w") as out:
+        streams = [s for s in inp.streams if s.type in ("video", "audio")]
+        if not streams:
+            raise ValueError(f"{src} has no audio or video stream to copy")
+        target = {s.index: out.add_stream_from_template(s) for s in streams}
+        offset = {s.index: 0 for s in streams}
+        last_dts = {s.index: None for s in streams}
+        for _ in range(k):
+            inp.seek(0)
+            end = dict(offset)
+            for pkt in inp.demux(*streams):
+                if pkt.dts is None:  # the demuxer's flush packet
+                    continue
+                i = pkt.stream.index
+                pkt.dts += offset[i]
+                if pkt.pts is not None:
+                    pkt.pts += offset[i]
+                if last_dts[i] is not None and pkt.dts <= last_dts[i]:
+                    continue  # a duplicate at the seam (never seen on H.264/AAC mp4, but muxers reject it)
+                last_dts[i] = pkt.dts
+                end[i] = max(end[i], (pkt.pts if pkt.pts is not None else pkt.dts) + (pkt.duration or 0))
+                pkt.stream = target[i]
+                out.mux(pkt)
+            offset = end
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# measurement helpers
+
+
+class _PeakRss:
+    """Largest total RSS of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _sample(self) -> int:
+        import psutil
+
+        me = psutil.Process()
+        total = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "_PeakRss":
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._sample())
+
+    @property
+    def peak_mb(self) -> float:
+        # ru_maxrss is in KiB on Linux; the children figure is the largest single reaped child
+        kernel = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+        return round(max(self.peak, kernel) / 2**20, 1)
+
+
+def machine() -> str:
+    """CPU model, core count and RAM of this machine, one line."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = ""
+    try:
+        import psutil
+
+        ram = f", {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
+    except ImportError:
+        pass
+    return f"{model}, {cores()} cores{ram}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ---------------------------------------------------------------------------------------------
+# what each stage did
+
+
+def stage_items(out: Path, stage: str) -> tuple[float, str]:
+    """``(items, unit)`` a stage processed in the run under ``out``, read from its tables/markers."""
+    import pyarrow.compute as pc
+
+    from flameqa.io import shards as sh
+
+    def table(name: str, columns: list[str]):
+        try:
+            return sh.read_table(out, name, columns=columns)
+        except Exception:  # noqa: BLE001 - a missing table counts as nothing done
+            return None
+
+    def ok(t):
+        return t.filter(pc.equal(t.column("status"), "ok")) if t is not None and "status" in t.column_names else t
+
+    if stage == "ingest":
+        t = ok(table("videos", ["duration_s", "status"]))
+        return (float(pc.sum(t.column("duration_s")).as_py() or 0.0) if t is not None else 0.0), "media_s"
+    if stage == "speech":
+        t = ok(table("clips", ["start_s", "end_s", "status"]))
+        if t is None:
+            return 0.0, "media_s"
+        return float(pc.sum(pc.subtract(t.column("end_s"), t.column("start_s"))).as_py() or 0.0), "media_s"
+    if stage == "faces":
+        frames = sum(int((sh.read_marker(out, "faces", k) or {}).get("extra", {}).get("frames", 0)) for k in sh.completed_shards(out, "faces"))
+        return float(frames), "frames"
+    if stage == "speakers":
+        t = table("faces", ["clip_id"])
+        return (float(len(set(t.column("clip_id").to_pylist()))) if t is not None else 0.0), "clips"
+    if stage == "fit":
+        t = table("flame", ["frame_idx"])
+        return (float(pc.sum(pc.list_value_length(t.column("frame_idx"))).as_py() or 0) if t is not None and t.num_rows else 0.0), "frames"
+    if stage == "assemble":
+        t = table("samples", ["sample_id"])
+        return (float(t.num_rows) if t is not None else 0.0), "samples"
+    return 0.0, "rows"
+
+
+# ---------------------------------------------------------------------------------------------
+# raw engines
+
+
+def faces_limit(video: Path, cfg: Any, max_frames: int = 250) -> dict[str, Any]:
+    """Raw FaceLandmarker fps on pre-decoded frames → real-time factor with one landmarker a core."""
+    from flameqa.vision.bench import landmarker_fps
+
+    fps, frames, cpu_ms = landmarker_fps(video, cfg.faces.landmarker, max_frames)
+    return {"engine": "mediapipe FaceLandmarker, pre-decoded frames", "fps": round(fps, 1), "frames": frames, "cpu_ms_per_frame": round(cpu_ms, 2),
+            "realtime": round(fps * cores() / cfg.ingest.fps, 2)}
+
+
+def speech_limit(out: Path, cfg: Any, max_s: float = 120.0) -> dict[str, Any] | None:
+    """RTF of the ASR model alone on up to ``max_s`` of the run's extracted audio → 1 / RTF."""
+    from flameqa.io.media import read_wav
+    from flameqa.speech.asr import load_asr
+
+    wavs = sorted((out / "media" / "audio").glob("*.wav"))
+    if not wavs:
+        return None
+    x, sr = read_wav(wavs[0], 0.0, max_s)
+    dur = x.size / sr
+    if dur < 1.0:
+        return None
+    asr = load_asr(cfg.speech)
+    asr.transcribe(x[: int(5 * sr)], [(0.0, min(5.0, dur))])  # warm-up
+    t0 = time.perf_counter()
+    asr.transcribe(x, [(0.0, dur)])
+    rtf = (time.perf_counter() - t0) / dur
+    return {"engine": f"{cfg.speech.asr_backend} {cfg.speech.asr_model} (ASR alone)", "audio_s": round(dur, 1), "rtf": round(rtf, 4), "realtime": round(1.0 / rtf, 2)}
+
+
+def decode_limit(video: Path, max_s: float = 60.0) -> dict[str, Any]:
+    """PyAV decode-only fps (FFmpeg's own threads) over up to ``max_s`` of ``video`` → real time."""
+    import av
+
+    n = 0
+    with av.open(str(video)) as c:
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        rate = float(vs.average_rate or 25)
+        t0 = time.perf_counter()
+        for _ in c.decode(vs):
+            n += 1
+            if n >= max_s * rate:
+                break
+        dt = time.perf_counter() - t0
+    return {"engine": "PyAV decode only (threaded)", "fps": round(n / dt, 1), "realtime": round(n / dt / rate, 2)}
+
+
+def fit_limit(out: Path) -> dict[str, Any] | None:
+    """The fitter's solve alone, from the run's ``flame`` markers (frames / solve seconds)."""
+    from flameqa.config import load_config
+    from flameqa.io import shards as sh
+
+    best = None
+    for k in sh.completed_shards(out, "flame"):
+        x = (sh.read_marker(out, "flame", k) or {}).get("extra", {})
+        if x.get("fit_seconds"):
+            r = x.get("frames", 0) / x["fit_seconds"]  # per-worker running totals: the ratio is that worker's mean
+            best = r if best is None else min(best, r)
+    if not best:
+        return None
+    fps = load_config(out / "config.yaml").ingest.fps if (out / "config.yaml").exists() else 25.0
+    return {"engine": "fitter solve (from the run's markers)", "fps": round(best, 1), "realtime": round(best / fps, 2)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+
+
+def bench_pipeline(
+    video: str | os.PathLike,
+    repeat: int = 1,
+    cfg: Any = None,
+    workers: int | None = None,
+    work_dir: str | os.PathLike | None = None,
+    keep: str | os.PathLike | None = None,
+    limits: Sequence[str] = ("bottleneck",),
+    landmarker_frames: int = 250,
+) -> dict[str, Any]:
+    """Run the pipeline over ``video`` (``repeat`` copies) and measure it; see the module docstring.
+
+    Args:
+        cfg: a :class:`flameqa.config.PipelineConfig` (default: the embedded defaults).
+        workers: overrides ``runner.workers``.
+        work_dir: where the temporary input copy and output folder go (default: the system's).
+        keep: write the run's output here and keep it (default: a temporary folder, removed).
+        limits: stages whose raw engine is timed after the run: ``"bottleneck"`` (only the slowest
+            stage's), ``"all"``, or stage names.
+    """
+    from flameqa.config import PipelineConfig
+    from flameqa.io.media import probe
+    from flameqa.runner import run_pipeline
+
+    cfg = cfg or PipelineConfig()
+    runner = {"overwrite": True, **({"workers": int(workers)} if workers else {})}
+    cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update=runner)})
+    video = Path(video)
+    if repeat < 1:
+        raise ValueError(f"repeat must be ≥ 1, got {repeat}")
+    tmp = tempfile.TemporaryDirectory(prefix="flameqa-bench-", dir=work_dir)
+    try:
+        src = video
+        if repeat > 1:
+            src = concat_copies(video, Path(tmp.name) / f"{video.stem}_x{repeat}{video.suffix or '.mp4'}", repeat)
+        p = probe(src)
+        out = Path(keep) if keep else Path(tmp.name) / "out"
+        if keep and out.exists():
+            shutil.rmtree(out)
+        load_before = _load()
+        with _PeakRss() as rss:
+            t0 = time.perf_counter()
+            report = run_pipeline(cfg, out, inputs=[str(src)], show_progress=False)
+            wall = time.perf_counter() - t0
+        load_after = _load()
+        failed = [f"{s.stage}:{r.shard:05d}: {r.error.splitlines()[0]}" for s in report.stages for r in s.failed_shards if r.error]
+        media = float(p.duration_s or 0.0)
+        stages: dict[str, Any] = {}
+        for st in report.stages:
+            items, unit = stage_items(out, st.stage)
+            stages[st.stage] = {
+                "seconds": round(st.seconds, 2),
+                "items": round(items, 2),
+                "unit": unit,
+                "items_per_s": round(items / st.seconds, 2) if st.seconds > 0 else None,
+                "realtime": round(media / st.seconds, 2) if st.seconds > 0 else None,
+            }
+        bottleneck = max(stages, key=lambda s: stages[s]["seconds"]) if stages else None
+        want = list(stages) if "all" in limits else [bottleneck if s == "bottleneck" else s for s in limits]
+        engine: dict[str, Any] = {}
+        for s in dict.fromkeys(w for w in want if w):
+            try:
+                if s == "faces":
+                    engine[s] = faces_limit(src, cfg, landmarker_frames)
+                elif s == "speech":
+                    engine[s] = speech_limit(out, cfg)
+                elif s == "ingest":
+                    engine[s] = decode_limit(src)
+                elif s == "fit":
+                    engine[s] = fit_limit(out)
+            except Exception as e:  # noqa: BLE001 - a limit that cannot be measured is reported, the figures stand
+                log.warning("raw %s engine could not be timed: %s: %s", s, type(e).__name__, e)
+                engine[s] = {"error": f"{type(e).__name__}: {e}"}
+        lim = (engine.get(bottleneck) or {}).get("realtime")
+        rtf = media / wall if wall > 0 else None
+        return {
+            "video": str(video),
+            "repeat": repeat,
+            "media_seconds": round(media, 2),
+            "width": p.width,
+            "height": p.height,
+            "fps": round(p.fps, 3) if p.fps else None,
+            "wall_seconds": round(wall, 2),
+            "realtime_factor": round(rtf, 3) if rtf else None,
+            "peak_rss_mb": rss.peak_mb,
+            "stages": stages,
+            "bottleneck": bottleneck,
+            "bottleneck_limit_realtime": lim,
+            "fraction_of_limit": round(rtf / lim, 3) if rtf and lim else None,
+            "engine_limits": engine,
+            "workers": cfg.runner.workers,
+            "failed_shards": failed,
+            "machine": machine(),
+            "cores": cores(),
+            "load_average": load_after,
+            "load_average_before": load_before,
+        }
+    finally:
+        tmp.cleanup()

@@ -145,6 +145,8 @@ class Corpus:
     manifest: Path
     extra_inputs: list[Path]
     kinds: list[Bad]
+    row_kinds: list[str]
+    """Kind of each manifest row, in the order ``read_manifest([manifest, *extra_inputs])`` returns them."""
 
     def by_area(self, *areas: str) -> list[Bad]:
         return [b for b in self.kinds if b.area in areas]
@@ -310,6 +312,23 @@ def _model_files(bad: Path) -> list[Bad]:
     return kinds
 
 
+def _manifest_files(bad: Path) -> list[Bad]:
+    """Whole manifests that cannot be read: one clear error before any work."""
+    d = bad / "manifests"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "latin1.jsonl").write_bytes('{"uri": "caf\xe9.mp4"}\n'.encode("latin-1"))
+    (d / "corrupt.parquet").write_bytes(b"PAR1" + bytes(range(256)) * 4)
+    (d / "list.txt").write_text("a.mp4\n")
+    (d / "zero.csv").write_bytes(b"")
+    return [
+        Bad("manifest_file_missing", "manifest_file", "error", "does not exist", path=d / "absent.jsonl"),
+        Bad("manifest_not_utf8", "manifest_file", "error", "cannot be read", path=d / "latin1.jsonl"),
+        Bad("manifest_corrupt_parquet", "manifest_file", "error", "cannot be read", path=d / "corrupt.parquet"),
+        Bad("manifest_unknown_type", "manifest_file", "failed_row", "cannot open", path=d / "list.txt"),  # taken as a video uri
+        Bad("manifest_zero_byte", "manifest_file", "empty", "", path=d / "zero.csv"),
+    ]
+
+
 def _config_files(bad: Path) -> list[Bad]:
     d = bad / "config"
     d.mkdir(parents=True, exist_ok=True)
@@ -333,7 +352,9 @@ def _config_files(bad: Path) -> list[Bad]:
 def make_corpus(bad: Path) -> Corpus:
     """Write every kind of bad input under ``bad`` and one JSONL manifest (+ extra manifests) naming them."""
     bad.mkdir(parents=True, exist_ok=True)
-    frames, audio, fps = _source_clip()
+    full_frames, full_audio, fps = _source_clip()
+    # most kinds are 1.4 s cut from the clip (the corpus runs through every stage: keep it short)
+    frames, audio = full_frames[:35], full_audio[:22400]
     media = bad / "media"
     media.mkdir()
     kinds: list[Bad] = []
@@ -346,10 +367,10 @@ def make_corpus(bad: Path) -> Corpus:
 
     def fresh(name: str, folder: Path = media) -> Path:
         """A short well-formed clip of its own (inputs that must succeed never share a file)."""
-        return encode(folder / name, frames[:50], audio=audio[:32000])
+        return encode(folder / name, frames[:25], audio=audio[:16000])
 
     # a well-formed control input: the other rows must not stop it
-    good = encode(media / "good.mp4", frames, audio=audio)
+    good = encode(media / "good.mp4", full_frames, audio=full_audio)
     add("control_good", "control", "ok", rows=row("control_good", good))
 
     # -- video containers and streams
@@ -367,7 +388,7 @@ def make_corpus(bad: Path) -> Corpus:
     p = media / "bitrot.mp4"
     p.write_bytes(bytes(b))
     add("corrupt_midstream", "video", "any", "", row("corrupt_midstream", p))
-    p = encode(media / "matroska_named.mp4", frames[:50], audio=audio[:32000], container="matroska")
+    p = encode(media / "matroska_named.mp4", frames, audio=audio, container="matroska")
     add("wrong_extension_mkv_as_mp4", "video", "ok", "", row("wrong_extension_mkv_as_mp4", p))
     p = media / "notes.mp4"
     p.write_text("not a video, just text\n" * 50)
@@ -391,8 +412,8 @@ def make_corpus(bad: Path) -> Corpus:
     tiny = [np.full((16, 16, 3), 40 + (i % 7) * 20, np.uint8) for i in range(600)]
     p = encode(media / "sparse_10h.mp4", tiny, frame_times=[60.0 * i for i in range(600)])
     add("sparse_10h_video", "video", "failed", "frames per second", row("sparse_10h_video", p))
-    vfr_t = np.cumsum(np.where(np.arange(75) % 3 == 0, 0.08, 0.02)).tolist()
-    p = encode(media / "vfr.mp4", frames, frame_times=[0.0] + vfr_t[:74], audio=audio)
+    vfr_t = np.cumsum(np.where(np.arange(len(frames)) % 3 == 0, 0.08, 0.02)).tolist()
+    p = encode(media / "vfr.mp4", frames, frame_times=[0.0] + vfr_t[: len(frames) - 1], audio=audio)
     add("variable_frame_rate", "video", "ok", "vfr", row("variable_frame_rate", p))
     p = encode(media / "rot90.mp4", frames, rotation=90, audio=audio)
     add("rotation_90", "video", "ok", "rotated_90", row("rotation_90", p))
@@ -430,7 +451,7 @@ def make_corpus(bad: Path) -> Corpus:
         for pk in s.encode():
             c.mux(pk)
     add("audio_only_input", "audio", "failed", "audio-only", row("audio_only_input", p))
-    p = encode(media / "short_audio.mp4", frames, audio=audio[:8000])
+    p = encode(media / "short_audio.mp4", frames, audio=audio[:6000])
     add("audio_shorter_than_video", "audio", "ok", "", row("audio_shorter_than_video", p))
 
     # -- paths
@@ -468,20 +489,25 @@ def make_corpus(bad: Path) -> Corpus:
     ragged = bad / "ragged.csv"
     r1, r2 = fresh("ragged_1.mp4"), fresh("ragged_2.mp4")
     ragged.write_text(f"uri,video_id\n{r1},csv_ragged_long,extra1,extra2\n{r2}\n")
-    add("manifest_ragged_csv_rows", "manifest", "ok", "", [{"video_id": "csv_ragged_long"}, {"uri": str(r2)}], path=ragged)
+    add("manifest_row_with_too_many_fields", "manifest", "failed", "has 4 fields", [{"uri": str(r1)}], path=ragged)
+    add("manifest_row_with_too_few_fields", "manifest", "ok", "", [{"uri": str(r2)}], path=ragged)
 
     manifest = bad / "manifest.jsonl"
-    lines = []
+    lines, row_kinds = [], []
     for k in kinds:
-        if k.path is not None and k.area == "manifest":
-            continue  # rows of an extra manifest file
-        for r in k.rows:
-            lines.append(r["__raw__"] if "__raw__" in r else json.dumps(r, ensure_ascii=False))
+        if k.path is None:
+            for r in k.rows:
+                lines.append(r["__raw__"] if "__raw__" in r else json.dumps(r, ensure_ascii=False))
+                row_kinds.append(k.kind)
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    extra = [no_uri, ragged]
+    for f in extra:
+        row_kinds += [k.kind for k in kinds if k.path == f for _ in k.rows]
 
+    kinds += _manifest_files(bad)
     kinds += _config_files(bad)
     kinds += _model_files(bad)
-    return Corpus(root=bad, manifest=manifest, extra_inputs=[no_uri, ragged], kinds=kinds)
+    return Corpus(root=bad, manifest=manifest, extra_inputs=extra, kinds=kinds, row_kinds=row_kinds)
 
 
 @pytest.fixture

@@ -127,6 +127,8 @@ def read_manifest(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> li
         given = None if given in (None, "") else str(given)
         if not row["uri"].strip() and not row["error"]:
             row["error"] = f"manifest row {i} has no 'uri'"
+        if "\x00" in row["uri"] and not row["error"]:
+            row["error"] = f"manifest row {i}: the uri contains a NUL byte"
         if given is not None and not is_safe_id(given):
             vid = sanitize_id(given)
             row["error"] = row["error"] or (
@@ -139,12 +141,12 @@ def read_manifest(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> li
             if given is not None and not row["error"]:
                 row["error"] = f"duplicate video_id {given!r} (already used by an earlier manifest row)"
             suffix = hashlib.sha1(f"{row['uri']}#{i}".encode()).hexdigest()[:8]
-            vid = f"{vid}-{suffix}"
+            vid = f"{vid[:119]}-{suffix}"  # still ≤ 128 characters: a safe id
         ids.add(vid)
         row["video_id"] = vid
         u = row["uri"][7:] if row["uri"].startswith("file://") else row["uri"]
-        key = os.path.realpath(u) if u and "://" not in u else u
-        if key and not row["error"]:
+        if u and not row["error"]:
+            key = os.path.realpath(u) if "://" not in u else u
             if key in seen_uri:
                 row["duplicate_of"] = seen_uri[key]
             else:

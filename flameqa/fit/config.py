@@ -100,7 +100,7 @@ class SmoothConfig(Config):
 class SolverConfig(Config):
     shape_keyframes: int = 16
     """Frames per track (spread over the track) used to estimate its identity shape."""
-    shape_iterations: int = 3
+    shape_iterations: int = 2
     shape_landmarks: int = 480
     """At most this many landmarks (evenly spread over the model's) in the identity fit: identity
     needs coverage of the face, not density, and this step's cost grows with landmarks × S²."""
@@ -111,6 +111,9 @@ class SolverConfig(Config):
     smooth_iterations: int = 1
     """With a preset other than ``tracking``: iterations under its prior after ``full_iterations``
     under the tracking prior (a continuation; see flameqa.fit.solver.solve_sequence)."""
+    hessian_landmarks: int | None = None
+    """Later full iterations form the normal matrix from at most this many landmarks (rescaled), the
+    gradient from all of them: an inexact Newton step, cheaper per iteration. None: all landmarks."""
     coarse_landmarks: int = 160
     """The first tracking iteration's normal equations use at most this many landmarks (evenly
     spread): from the MediaPipe start the first step is limited by nonlinearity, not noise."""

@@ -244,6 +244,10 @@ class Fitter:
         n_c = min(self.model.n_landmarks, max(4, config.solver.coarse_landmarks))
         self.coarse_rows = np.unique(np.round(np.linspace(0, self.model.n_landmarks - 1, n_c)).astype(np.int64))
         self.coarse = (self.model.subset(self.coarse_rows), torch.as_tensor(self.coarse_rows, device=self.device)) if n_c < self.model.n_landmarks else None
+        self.hess_subset = None
+        if config.solver.hessian_landmarks is not None and config.solver.hessian_landmarks < self.model.n_landmarks:
+            hr = np.unique(np.round(np.linspace(0, self.model.n_landmarks - 1, max(4, config.solver.hessian_landmarks))).astype(np.int64))
+            self.hess_subset = (self.model.subset(hr), torch.as_tensor(hr, device=self.device))
         bf = config.solver.batch_frames
         self.batch_frames = bf if bf is not None else (65536 if self.device.type == "cuda" else 8192)
         sf = config.solver.slice_frames
@@ -496,7 +500,7 @@ class Fitter:
         xs, info = solve_sequence(
             model, beta, x, obs, w, fm, intr, sigma, obj,
             n_full=n_full, n_chord=sc.chord_iterations, damping=sc.damping, tol=sc.tol, slice_frames=self.slice_frames,
-            coarse=self.coarse, warm=warm, n_warm=n_warm,
+            coarse=self.coarse, warm=warm, n_warm=n_warm, hess_subset=self.hess_subset,
         )
         xs_np = xs.cpu().numpy()
         conv = info.converged.cpu().numpy()

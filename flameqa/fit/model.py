@@ -504,11 +504,15 @@ class LandmarkModel:
         b, t, nl = dp.shape[:3]
         return (dp.reshape(b, t, nl * 2, 3) @ rg).reshape(b, t, nl, 2, 3)
 
-    def jacobian(self, ev: Eval, row_scale: Tensor | None = None) -> Tensor:
-        """``d(uv)/dx`` ``[B, T, L, 2, P]``, each landmark's two rows scaled by ``row_scale [B, T, L]``."""
+    def jacobian(self, ev: Eval, row_scale: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """``d(uv)/dx`` ``[B, T, L, 2, P]``, each landmark's two rows scaled by ``row_scale [B, T, L]``.
+
+        ``out``: a buffer to write into (at least B·T·L·2·P elements); reusing one across calls
+        avoids fresh page faults on a buffer of hundreds of MB per call.
+        """
         dp = ev.dp if row_scale is None else ev.dp * row_scale[..., None, None]
         b, t, nl = dp.shape[:3]
-        jac = dp.new_empty(b, t, nl, 2, self.n_params)
+        jac = _buffer(out, (b, t, nl, 2, self.n_params), dp)
         # global rotation: d(R y)/dr = −skew(R y) J_l, and u·(−skew(a)) = (a × u)
         cr = _cross(ev.a[..., None, :], dp)  # [B,T,L,2,3]
         jac[..., ROT:ROT + 3] = (cr.reshape(b, t, nl * 2, 3) @ ev.jg).reshape(b, t, nl, 2, 3)
@@ -518,10 +522,11 @@ class LandmarkModel:
         self._coef_block(ev, qm, shape=False, out=jac[..., EXPR:])
         return jac
 
-    def shape_jacobian(self, ev: Eval, row_scale: Tensor | None = None) -> Tensor:
-        """``d(uv)/dβ`` ``[B, T, L, 2, S]`` (rows scaled like :meth:`jacobian`)."""
+    def shape_jacobian(self, ev: Eval, row_scale: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """``d(uv)/dβ`` ``[B, T, L, 2, S]`` (rows scaled like :meth:`jacobian`; ``out`` likewise)."""
         dp = ev.dp if row_scale is None else ev.dp * row_scale[..., None, None]
-        return self._coef_block(ev, self._head_rows(dp, ev.rg), shape=True)
+        b, t, nl = dp.shape[:3]
+        return self._coef_block(ev, self._head_rows(dp, ev.rg), shape=True, out=_buffer(out, (b, t, nl, 2, self.n_shape), dp))
 
     def _coef_block(self, ev: Eval, qm: Tensor, *, shape: bool, out: Tensor | None = None) -> Tensor:
         """d uv / d(coefficients) of a linear basis, ``Q A_l + (Q R_j) C_l`` (written into ``out``).
@@ -612,6 +617,16 @@ class LandmarkModel:
             hr = torch.cat([h[..., s:e, :] @ ev.rot_leaf[..., j, :, :] for j, s, e in self._segments() if e > s], dim=2)
             g = g + hr.reshape(b, t, nq * 3) @ c.reshape(nq * 3, -1)
         return g
+
+
+def _buffer(buf: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """A tensor of ``shape`` over the start of ``buf`` (or a new one when it is missing/too small)."""
+    n = 1
+    for d in shape:
+        n *= d
+    if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+        return like.new_empty(shape)
+    return buf.view(-1)[:n].view(shape)
 
 
 def _shares_storage(a: Tensor, b: Tensor) -> bool:

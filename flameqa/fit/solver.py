@@ -112,15 +112,25 @@ def robust_weight(s: Tensor, kind: RobustKind, scale: float) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def data_cost(model: LandmarkModel, st: ShapeState, x: Tensor, intr: Tensor, obs: Tensor, w: Tensor, sigma: Tensor, obj: Objective) -> Tensor:
-    """Robust reprojection cost per frame ``[B, T]``.
+def data_cost(
+    model: LandmarkModel, st: ShapeState, x: Tensor, intr: Tensor, obs: Tensor, w: Tensor, sigma: Tensor, obj: Objective,
+    slice_frames: int = 1024,
+) -> Tensor:
+    """Robust reprojection cost per frame ``[B, T]``, evaluated ``slice_frames`` frames at a time
+    (whole tracks) so temporaries stay small.
 
     Args: st: the tracks' :class:`ShapeState`; x ``[B, T, P]``; intr ``[B, 3]``; obs ``[B, T, L, 2]``
     pixels (finite); w ``[B, T, L]`` landmark weights (0 = ignore); sigma ``[B]`` noise scale, pixels.
     """
-    uv = model.evaluate(st, x, intr)
-    s = ((uv - obs) ** 2).sum(-1) / (sigma[:, None, None] ** 2)
-    return (w * robust_rho(s, obj.robust, obj.robust_scale)).sum(-1)
+    b, t = x.shape[:2]
+    step = max(1, slice_frames // max(t, 1))
+    out = []
+    for b0 in range(0, b, step):
+        sl = slice(b0, b0 + step)
+        uv = model.evaluate(st.select(sl), x[sl], intr[sl])
+        s = ((uv - obs[sl]) ** 2).sum(-1) / (sigma[sl, None, None] ** 2)
+        out.append((w[sl] * robust_rho(s, obj.robust, obj.robust_scale)).sum(-1))
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def prior_cost(x: Tensor, obj: Objective) -> Tensor:
@@ -284,17 +294,19 @@ def banded_solve(fac: BandedFactor, rhs: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def frame_gram(ja: Tensor, jb: Tensor) -> Tensor:
-    """Per-frame ``Σ_rows J_aᵀ J_b`` ``[B·T, Pa, Pb]`` of Jacobians ``[B, T, L, 2, P]``."""
+def frame_gram(ja: Tensor, jb: Tensor, out: Tensor | None = None) -> Tensor:
+    """Per-frame ``Σ_rows J_aᵀ J_b`` ``[B·T, Pa, Pb]`` of Jacobians ``[B, T, L, 2, P]`` (into ``out``)."""
     b, t, nl = ja.shape[:3]
     a = ja.reshape(b * t, nl * 2, -1)
     # G[n, p, q] = sum_i A[n, i, p] B[n, i, q]
-    return a.transpose(1, 2) @ jb.reshape(b * t, nl * 2, -1)
+    if out is None:
+        return a.transpose(1, 2) @ jb.reshape(b * t, nl * 2, -1)
+    return torch.bmm(a.transpose(1, 2), jb.reshape(b * t, nl * 2, -1), out=out.view(b * t, a.shape[-1], -1))
 
 
 def _data_normal(
     model: LandmarkModel, ev: Eval, obs: Tensor, w: Tensor, sigma: Tensor, obj: Objective, *, hessian: bool, shape: bool = False,
-    plain: bool = False,
+    plain: bool = False, work: dict[str, Tensor] | None = None, hxx_out: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """IRLS gradient (and Gauss-Newton Hessian) of the data term at an evaluation.
 
@@ -317,10 +329,13 @@ def _data_normal(
     if hessian:
         rs = wr.clamp_min(0).sqrt() * inv  # row scale √(w ρ') / σ
         b, t = r.shape[:2]
-        jac = model.jacobian(ev, rs)  # [L, B·T, 2, P]
-        out["hxx"] = frame_gram(jac, jac).reshape(b, t, jac.shape[-1], jac.shape[-1])
+        work = {} if work is None else work
+        jac = model.jacobian(ev, rs, out=work.get("jac"))  # [B, T, L, 2, P]
+        work["jac"] = jac if work.get("jac") is None or work["jac"].numel() < jac.numel() else work["jac"]
+        out["hxx"] = frame_gram(jac, jac, out=hxx_out).reshape(b, t, jac.shape[-1], jac.shape[-1])
         if shape:
-            jb = model.shape_jacobian(ev, rs)  # [L, B·T, 2, S]
+            jb = model.shape_jacobian(ev, rs, out=work.get("jb"))  # [B, T, L, 2, S]
+            work["jb"] = jb if work.get("jb") is None or work["jb"].numel() < jb.numel() else work["jb"]
             out["hxb"] = frame_gram(jac, jb).reshape(b, t, jac.shape[-1], -1)
             out["hbb"] = frame_gram(jb, jb).reshape(b, t, jb.shape[-1], -1).sum(1)  # summed over keyframes
     return out
@@ -332,17 +347,27 @@ def _assemble(
 ) -> dict[str, Tensor]:
     """:func:`_data_normal` over slices of the batch (whole tracks), so the Jacobian of at most
     ``slice_frames`` frames exists at a time; the per-track results are concatenated."""
-    b, t = x.shape[:2]
+    b, t, p = x.shape
     step = max(1, slice_frames // max(t, 1))
+    work: dict[str, Tensor] = {}
+    # the whole batch's Hessian blocks, written slice by slice (no concatenation copies)
+    hxx = x.new_empty(b, t, p, p) if hessian else None
     parts: list[dict[str, Tensor]] = []
     for b0 in range(0, b, step):
         sl = slice(b0, b0 + step)
         ev = model.evaluate(st.select(sl), x[sl], intr[sl], derivatives=True)
-        ne = _data_normal(model, ev, obs[sl], w[sl], sigma[sl], obj, hessian=hessian, shape=shape, plain=plain)
+        ne = _data_normal(
+            model, ev, obs[sl], w[sl], sigma[sl], obj, hessian=hessian, shape=shape, plain=plain, work=work,
+            hxx_out=None if hxx is None else hxx[sl],
+        )
         if shape:
             ne["gb"] = model.shape_pullback(ev, ne.pop("gb_t"))
+        ne.pop("hxx", None)
         parts.append(ne)
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    out = {k: torch.cat([q[k] for q in parts]) if len(parts) > 1 else parts[0][k] for k in parts[0]}
+    if hxx is not None:
+        out["hxx"] = hxx
+    return out
 
 
 def _scaled_cholesky_solve(h: Tensor, g: Tensor) -> Tensor:
@@ -513,6 +538,7 @@ def solve_sequence(
     coarse: tuple[LandmarkModel, Tensor] | None = None,
     warm: Objective | None = None,
     n_warm: int = 0,
+    hess_subset: tuple[LandmarkModel, Tensor] | None = None,
 ) -> tuple[Tensor, SolveInfo]:
     """Fit every frame's parameters of a batch of chunks with temporal smoothness, β fixed.
 
@@ -545,7 +571,7 @@ def solve_sequence(
     obj = warm if n_warm > 0 else target
 
     def total(_b: Tensor | None, x_: Tensor) -> Tensor:
-        c = (data_cost(model, st, x_, intr, obs, w, sigma, obj) + prior_cost(x_, obj) * fm).sum(1)
+        c = (data_cost(model, st, x_, intr, obs, w, sigma, obj, slice_frames) + prior_cost(x_, obj) * fm).sum(1)
         return c + smooth_cost(x_, m1, m2, obj)
 
     cost = total(None, x)
@@ -568,6 +594,14 @@ def solve_sequence(
         if coarse is not None and it == 0:
             cm, rows = coarse
             ne = _assemble(cm, cm.shape_state(beta), x, intr, obs[:, :, rows], w[:, :, rows], sigma, obj, hessian=True, slice_frames=slice_frames, plain=True)
+        elif hess_subset is not None and full and it > 0:
+            # inexact Newton: exact gradient from every landmark, Hessian from a spread subset
+            # rescaled by the weight it stands for
+            hm, rows = hess_subset
+            ne = _assemble(model, st, x, intr, obs, w, sigma, obj, hessian=False, slice_frames=slice_frames)
+            hs_ = _assemble(hm, hm.shape_state(beta), x, intr, obs[:, :, rows], w[:, :, rows], sigma, obj, hessian=True, slice_frames=slice_frames)
+            ratio = w.sum(-1) / w[:, :, rows].sum(-1).clamp_min(1e-12)  # [B,T]
+            ne["hxx"] = hs_["hxx"].mul_(ratio[..., None, None])
         else:
             ne = _assemble(model, st, x, intr, obs, w, sigma, obj, hessian=full, slice_frames=slice_frames, plain=it == 0)
         gp, hp = prior_grad_hess(x, obj)
@@ -576,11 +610,15 @@ def solve_sequence(
         g = ne["gx"] + gp * fm[..., None] + smooth_grad(x, m1, m2, obj)
         if full:
             d0, c1, c2 = smooth_bands(m1, w2, obj, t)
-            h = ne["hxx"] + hp * fm[..., None, None] + torch.diag_embed(d0 + _EPS_PREC * (1 - fm)[..., None])
-            h = h + damping * torch.diag_embed(h.diagonal(dim1=-2, dim2=-1))
+            # H = data + prior (real frames) + smoothness diagonal, assembled in place
+            h = ne["hxx"]
+            h.addcmul_(hp, fm[..., None, None])
+            diag = h.diagonal(dim1=-2, dim2=-1)
+            diag.add_(d0 + _EPS_PREC * (1 - fm)[..., None])
+            diag.mul_(1 + damping)
             # Jacobi scaling of the whole banded system: H̃ = S H S, S = diag(H)^(-1/2)
-            scale = h.diagonal(dim1=-2, dim2=-1).clamp_min(1e-30).rsqrt()  # [B,T,P]
-            hs = h * scale[..., :, None] * scale[..., None, :]
+            scale = diag.clamp_min(1e-30).rsqrt()  # [B,T,P]
+            hs = h.mul_(scale[..., :, None]).mul_(scale[..., None, :])
             factor, _info = banded_cholesky(hs, c1 * scale[:, 1:] * scale[:, :-1], c2 * scale[:, 2:] * scale[:, :-2])
         dx = -scale * banded_solve(factor, scale * g)
         dx = torch.where(torch.isfinite(dx), dx, torch.zeros_like(dx)) * fm[..., None]

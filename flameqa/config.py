@@ -76,8 +76,16 @@ class RunnerConfig(Config):
     executor: Literal["local", "ray"] = "local"
     workers: int = 1
     """Processes for the local executor (1 = in-process, easiest to debug)."""
+    stage_workers: dict[StageName, int] = {}
+    """Processes of single stages, overriding ``workers`` (local executor), e.g. ``{faces: 16,
+    speech: 4, fit: 2}`` on a GPU node: MediaPipe on every core, a few processes sharing the GPU.
+    The Ray executor sizes its actor pools from the cluster instead."""
     batch_groups: int = 4
     """Clips (groups of rows) handed to a stage per call."""
+    concurrent_stages: bool = True
+    """Local executor: start each stage as soon as the stages whose tables it reads are done, so
+    independent stages run at the same time (speech beside faces, speakers beside fit) and share
+    the cores. False: one stage after another, in pipeline order (easiest to debug and profile)."""
     overwrite: bool = False
     """Redo shards even when their completion marker matches."""
 

@@ -304,7 +304,7 @@ def run_stage_local(
     if not todo:
         report.seconds = time.perf_counter() - t0
         return report
-    workers = max(1, min(cfg.runner.workers, total))
+    workers = max(1, min(cfg.runner.stage_workers.get(stage_name, cfg.runner.workers), total))
     if workers == 1:
         try:
             stage = cls(cfg.stage_config(stage_name), ctx)
@@ -392,16 +392,83 @@ def run_pipeline(
         run_one = run_stage_local
     report = RunReport(out=out)
     with _Progress(show_progress) as prog:
-        for name in names:
+
+        def run(name: str) -> StageReport:
             log.info("stage %s", name)
-            st = run_one(name, cfg, out, manifest_rows if name == "ingest" else None, ctx=ctx, progress=prog.update)
-            report.stages.append(st)
-            if getattr(st, "start_error", None):
-                later = names[names.index(name) + 1 :]
-                if later:
-                    log.error("not running %s: stage %s could not start", later, name)
-                break
+            return run_one(name, cfg, out, manifest_rows if name == "ingest" else None, ctx=ctx, progress=prog.update)
+
+        if cfg.runner.executor == "local" and cfg.runner.concurrent_stages and len(names) > 1:
+            report.stages = _run_concurrently(names, run)
+        else:
+            for name in names:
+                st = run(name)
+                report.stages.append(st)
+                if getattr(st, "start_error", None):
+                    later = names[names.index(name) + 1 :]
+                    if later:
+                        log.error("not running %s: stage %s could not start", later, name)
+                    break
     return report
+
+
+def stage_dependencies(names: Sequence[str]) -> dict[str, set[str]]:
+    """For each stage of ``names`` (in pipeline order), the stages of ``names`` whose output tables it
+    reads (input, side and optional side tables). Tables of stages not in ``names`` are already on disk."""
+    producer: dict[str, str] = {}
+    deps: dict[str, set[str]] = {}
+    for n in names:
+        cls = stage_class(n)
+        reads = {t for t in (cls.input_table, *cls.side_tables, *cls.optional_side_tables) if t}
+        deps[n] = {producer[t] for t in reads if t in producer}
+        for t in cls.output_tables:
+            producer[t] = n
+    return deps
+
+
+def _run_concurrently(names: Sequence[str], run: Callable[[str], StageReport]) -> list[StageReport]:
+    """Run each stage as soon as the stages it reads from are done (speech beside faces, speakers
+    beside fit), one thread per running stage; reports come back in pipeline order.
+
+    Stages are CPU-bound in C (MediaPipe, CTranslate2, torch) that leave the GIL, or run in their
+    own worker processes, so they share the machine's cores instead of idling half of them while
+    one single-process stage runs. A stage that cannot start stops the scheduling: stages already
+    running finish, none starts after it (as in the sequential order). The threads are daemons: an
+    interrupted run (Ctrl-C) exits without waiting for them.
+    """
+    import queue
+    import threading
+
+    deps = stage_dependencies(names)
+    done_q: queue.Queue = queue.Queue()
+    reports: dict[str, StageReport] = {}
+    running: set[str] = set()
+    stopped = False
+
+    def target(name: str) -> None:
+        try:
+            done_q.put((name, run(name), None))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the scheduling thread
+            done_q.put((name, None, e))
+
+    while True:
+        if not stopped:
+            for n in names:
+                if n not in reports and n not in running and deps[n] <= reports.keys():
+                    running.add(n)
+                    threading.Thread(target=target, args=(n,), name=f"stage-{n}", daemon=True).start()
+        if not running:
+            break
+        name, rep, err = done_q.get()
+        running.discard(name)
+        if err is not None:
+            raise err
+        reports[name] = rep
+        if getattr(rep, "start_error", None) and not stopped:
+            stopped = True
+            later = [n for n in names if n not in reports and n not in running]
+            if later:
+                log.error("not running %s: stage %s could not start", later, name)
+    return [reports[n] for n in names if n in reports]
 
 
 class _Progress:

@@ -11,7 +11,11 @@ after (never concurrently: they would slow each other down). It returns one JSON
   the run (sampled with psutil every 0.1 s, and at least the kernel's ``ru_maxrss`` of this process
   and of its largest reaped child);
 * ``stages``: per stage ``seconds`` (wall, model load included), ``items``, ``unit``,
-  ``items_per_s`` and ``realtime`` (media seconds / stage seconds);
+  ``items_per_s`` and ``realtime`` (media seconds / stage seconds); with
+  ``runner.concurrent_stages=false`` also ``cpu_seconds`` and ``cores_used`` (CPU / wall) per stage;
+* ``cpu_seconds`` (this process and its workers) and ``cpu_realtime_bound`` = media / (CPU / cores):
+  what the run would reach with every core busy and nothing waiting — steadier than wall time on a
+  shared machine;
 * ``bottleneck``: the stage with the most wall seconds; ``bottleneck_limit_realtime``: the best
   real-time factor that stage's raw engine allows on this machine, from ``engine_limits``:
 
@@ -154,6 +158,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its reaped children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -268,6 +278,10 @@ def fit_limit(out: Path) -> dict[str, Any] | None:
     return {"engine": "fitter solve (from the run's markers)", "fps": round(best, 1), "realtime": round(best / fps, 2)}
 
 
+#: stages whose raw engine can be timed
+ENGINES = ("ingest", "speech", "faces", "fit")
+
+
 # ---------------------------------------------------------------------------------------------
 # the benchmark
 
@@ -290,11 +304,11 @@ def bench_pipeline(
         work_dir: where the temporary input copy and output folder go (default: the system's).
         keep: write the run's output here and keep it (default: a temporary folder, removed).
         limits: stages whose raw engine is timed after the run: ``"bottleneck"`` (only the slowest
-            stage's), ``"all"``, or stage names.
+            stage's), ``"all"``, ``"none"``, or stage names (of ``ENGINES``).
     """
     from flameqa.config import PipelineConfig
     from flameqa.io.media import probe
-    from flameqa.runner import run_pipeline
+    from flameqa.runner import RunReport, run_pipeline
 
     cfg = cfg or PipelineConfig()
     runner = {"overwrite": True, **({"workers": int(workers)} if workers else {})}
@@ -302,6 +316,9 @@ def bench_pipeline(
     video = Path(video)
     if repeat < 1:
         raise ValueError(f"repeat must be ≥ 1, got {repeat}")
+    unknown = set(limits) - {"bottleneck", "all", "none", *ENGINES}
+    if unknown:
+        raise ValueError(f"limits: unknown {sorted(unknown)}; use bottleneck, all, none or stage names {list(ENGINES)}")
     tmp = tempfile.TemporaryDirectory(prefix="flameqa-bench-", dir=work_dir)
     try:
         src = video
@@ -312,10 +329,22 @@ def bench_pipeline(
         if keep and out.exists():
             shutil.rmtree(out)
         load_before = _load()
+        stage_cpu: dict[str, float] = {}
         with _PeakRss() as rss:
-            t0 = time.perf_counter()
-            report = run_pipeline(cfg, out, inputs=[str(src)], show_progress=False)
-            wall = time.perf_counter() - t0
+            c0, t0 = _cpu(), time.perf_counter()
+            if cfg.runner.concurrent_stages:
+                report = run_pipeline(cfg, out, inputs=[str(src)], show_progress=False)
+            else:
+                # one stage at a time anyway: run them one by one to get each stage's CPU seconds
+                report = RunReport(out=out)
+                for name in cfg.stages:
+                    c1 = _cpu()
+                    r = run_pipeline(cfg, out, inputs=[str(src)], stages=[name], show_progress=False)
+                    stage_cpu[name] = _cpu() - c1
+                    report.stages += r.stages
+                    if any(getattr(st, "start_error", None) for st in r.stages):
+                        break
+            wall, cpu = time.perf_counter() - t0, _cpu() - c0
         load_after = _load()
         failed = [f"{s.stage}:{r.shard:05d}: {r.error.splitlines()[0]}" for s in report.stages for r in s.failed_shards if r.error]
         media = float(p.duration_s or 0.0)
@@ -329,8 +358,11 @@ def bench_pipeline(
                 "items_per_s": round(items / st.seconds, 2) if st.seconds > 0 else None,
                 "realtime": round(media / st.seconds, 2) if st.seconds > 0 else None,
             }
+            if st.stage in stage_cpu:
+                stages[st.stage]["cpu_seconds"] = round(stage_cpu[st.stage], 2)
+                stages[st.stage]["cores_used"] = round(stage_cpu[st.stage] / st.seconds, 2) if st.seconds > 0 else None
         bottleneck = max(stages, key=lambda s: stages[s]["seconds"]) if stages else None
-        want = list(stages) if "all" in limits else [bottleneck if s == "bottleneck" else s for s in limits]
+        want = list(stages) if "all" in limits else [bottleneck if s == "bottleneck" else s for s in limits if s != "none"]
         engine: dict[str, Any] = {}
         for s in dict.fromkeys(w for w in want if w):
             try:
@@ -356,6 +388,10 @@ def bench_pipeline(
             "fps": round(p.fps, 3) if p.fps else None,
             "wall_seconds": round(wall, 2),
             "realtime_factor": round(rtf, 3) if rtf else None,
+            # CPU of this process and its (joined) workers: steadier than wall time on a shared box;
+            # media / (cpu / cores) is what the run would reach with every core busy and no waiting
+            "cpu_seconds": round(cpu, 2),
+            "cpu_realtime_bound": round(media / (cpu / cores()), 3) if cpu > 0 else None,
             "peak_rss_mb": rss.peak_mb,
             "stages": stages,
             "bottleneck": bottleneck,

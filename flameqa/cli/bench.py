@@ -26,7 +26,12 @@ def bench_pipeline(
     """Run every stage over VIDEO; print real-time factor, per-stage speed, peak RSS and the bottleneck's engine limit."""
     from flameqa.bench.pipeline import bench_pipeline as run
 
-    res = run(video, repeat=repeat, cfg=build_config(config, set_), workers=workers, keep=keep, limits=limits)
+    cfg = build_config(config, set_)
+    try:
+        res = run(video, repeat=repeat, cfg=cfg, workers=workers, keep=keep, limits=limits)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     if json_:
         typer.echo(json.dumps(res))
         return

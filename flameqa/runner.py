@@ -265,10 +265,15 @@ def _worker_init(stage_name: str, stage_spec: str, cfg: PipelineConfig, ctx: Sta
     _WORKER["cfg"] = cfg
     # the parent's registry entry (``module:Class``): a stage registered at run time works in workers too
     mod, name = stage_spec.split(":")
-    _WORKER["stage"] = getattr(importlib.import_module(mod), name)(cfg.stage_config(stage_name), ctx)
+    try:
+        _WORKER["stage"] = getattr(importlib.import_module(mod), name)(cfg.stage_config(stage_name), ctx)
+    except Exception as e:  # noqa: BLE001 - reported per shard by _worker_run (a raising initializer breaks the pool)
+        _WORKER["init_error"] = f"stage {stage_name!r} could not start: {type(e).__name__}: {e}"
 
 
 def _worker_run(stage_name: str, out: str, idx: int, h: str, manifest_chunk: list[dict] | None) -> ShardResult:
+    if "init_error" in _WORKER:
+        return ShardResult(stage=stage_name, shard=idx, error=_WORKER["init_error"])
     stage, cfg = _WORKER["stage"], _WORKER["cfg"]
     try:
         rows, side = load_inputs(Path(out), stage_name, idx, manifest_chunk)
@@ -329,24 +334,44 @@ def run_stage_local(
         # spawn: torch/mediapipe/onnx thread pools do not survive fork
         from concurrent.futures.process import BrokenProcessPool
 
-        # the config object itself is pickled to the workers: a JSON dump turns secrets into asterisks
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(stage_name, STAGES[stage_name], cfg, ctx),
-        ) as pool:
-            futs = {pool.submit(_worker_run, stage_name, str(out), idx, h, chunk): idx for idx, h, chunk in todo}
-            for f in as_completed(futs):
-                try:
-                    r = f.result()
-                except BrokenProcessPool as e:
-                    # a worker died (killed, out of memory, crashed in native code) or could not start
-                    r = ShardResult(stage=stage_name, shard=futs[f], error=f"worker process died or failed to start ({e}); no marker written, rerun to retry")
-                report.shards.append(r)
-                done += 1
-                if progress:
-                    progress(stage_name, done, total)
+        def pool_run(items: list, n: int) -> list[tuple[tuple, ShardResult | None]]:
+            """Run ``items`` on a pool of ``n`` spawned workers; ``None`` where the pool broke."""
+            res = []
+            # the config object itself is pickled to the workers: a JSON dump turns secrets into asterisks
+            with ProcessPoolExecutor(
+                max_workers=n, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(stage_name, STAGES[stage_name], cfg, ctx)
+            ) as pool:
+                futs = {pool.submit(_worker_run, stage_name, str(out), it[0], it[1], it[2]): it for it in items}
+                for f in as_completed(futs):
+                    try:
+                        res.append((futs[f], f.result()))
+                    except BrokenProcessPool:
+                        res.append((futs[f], None))
+            return res
+
+        def finish(r: ShardResult) -> None:
+            nonlocal done
+            report.shards.append(r)
+            done += 1
+            if progress:
+                progress(stage_name, done, total)
+
+        broken = []
+        for it, r in pool_run(todo, workers):
+            if r is None:
+                broken.append(it)
+            else:
+                finish(r)
+        # a dead worker (killed, out of memory, a crash in native code) breaks the whole pool and fails
+        # every shard in flight: retry those once, each in a pool of its own, so only the culprit fails
+        if broken:
+            log.warning("%s: a worker process died; retrying %d shard(s) one at a time", stage_name, len(broken))
+        for it in broken:
+            (_, r), = pool_run([it], 1)
+            finish(r or ShardResult(stage=stage_name, shard=it[0], error="its worker process died twice (killed, out of memory or crashed); no marker written, rerun to retry"))
+    start = [r.error for r in report.shards if r.error and r.error.startswith(f"stage {stage_name!r} could not start")]
+    if start:
+        report.start_error = start[0]
     for r in report.shards:
         if r.error:
             log.error("%s shard %05d failed (no marker written, rerun to retry): %s", stage_name, r.shard, r.error.splitlines()[0])

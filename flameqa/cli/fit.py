@@ -43,14 +43,20 @@ def bench_fit(
     track_frames: int = typer.Option(250, help="Frames per synthetic track (10 s at 25 fps)."),
     noise_px: float = typer.Option(1.0, help="Landmark noise σ, pixels per coordinate."),
     seed: int = typer.Option(0),
+    workers: Optional[int] = typer.Option(None, help="CPU processes, one torch thread each (default: one per core; 1: in-process)."),
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Fit random plausible FLAME sequences projected to 512×512 with known ground truth; print accuracy and speed."""
+    import os
+
     from flameqa.fit.synth import run_benchmark
 
     cfg = build_config(config, [f"fit.smooth.preset={preset}", *(set_ or [])])
-    res = run_benchmark(frames, device=device, model=model, config=cfg.fit, track_frames=track_frames, noise_px=noise_px, seed=seed)
+    n_workers = workers if workers is not None else (os.cpu_count() or 1) if device == "cpu" else 1
+    res = run_benchmark(
+        frames, device=device, model=model, config=cfg.fit, track_frames=track_frames, noise_px=noise_px, seed=seed, workers=n_workers
+    )
     if json_:
         typer.echo(json.dumps(res))
     else:

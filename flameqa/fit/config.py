@@ -151,6 +151,10 @@ class FitConfig(Config):
     """FLAME model file (generic_model.pkl, flame2023.pkl, .npz), or ``demo`` for the generated demo head."""
     device: Literal["cpu", "cuda", "auto"] = "auto"
     """``auto``: cuda when available."""
+    cpu_threads: int | None = 1
+    """torch intra-op threads when fitting on CPU (None: torch's default). One thread per process is
+    the robust choice: torch's thread pool slows down by an order of magnitude when the cores are
+    shared with other work; use more runner workers (processes) to occupy more cores."""
     n_shape: int = 100
     n_expr: int = 50
     camera: CameraConfig = CameraConfig()

@@ -124,6 +124,10 @@ class FitStage(Stage):
     def __init__(self, config: FitConfig, ctx: StageContext) -> None:
         super().__init__(config, ctx)
         self.fitter = build_fitter(config, device=config.device if config.device != "auto" else resolve_device("auto", ctx.device))
+        if self.fitter.device.type == "cpu" and config.cpu_threads is not None:
+            import torch
+
+            torch.set_num_threads(config.cpu_threads)
         self.model_id = self.fitter.model.model_id
         self.regressor = None
         if config.init.regressor:

@@ -186,6 +186,39 @@ def _head_frame_vertex_error(layer: torch.nn.Module, f: TrackFit, g: SynthTrack)
     return np.linalg.norm(out[0] - out[1], axis=-1).reshape(-1)
 
 
+# ---------------------------------------------------------------------------------------------
+# CPU worker processes (one torch thread each)
+# ---------------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(cfg_json: dict, model: str) -> None:
+    from flameqa.fit.config import FitConfig
+    from flameqa.fit.stage import build_fitter
+    from flameqa.flame import FlameLayer
+
+    torch.set_num_threads(1)
+    cfg = FitConfig.model_validate(cfg_json)
+    layer = FlameLayer.from_file(model, n_shape=cfg.n_shape, n_expr=cfg.n_expr)
+    _WORKER["fitter"] = build_fitter(cfg, device="cpu", layer=layer)
+
+
+def _worker_fit(tracks: list[TrackData]) -> list[TrackFit]:
+    return _WORKER["fitter"].fit(tracks)
+
+
+def _split(tracks: list[TrackData], parts: int) -> list[list[int]]:
+    """Track indices in ``parts`` groups of about equal frame counts (longest first, greedy)."""
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    load = [0] * parts
+    for i in sorted(range(len(tracks)), key=lambda k: -tracks[k].n_frames):
+        g = load.index(min(load))
+        groups[g].append(i)
+        load[g] += tracks[i].n_frames
+    return [g for g in groups if g]
+
+
 def run_benchmark(
     frames: int = 10000,
     *,
@@ -196,8 +229,18 @@ def run_benchmark(
     noise_px: float = 1.0,
     seed: int = 0,
     warmup: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Generate, fit and score; returns the benchmark JSON object."""
+    """Generate, fit and score; returns the benchmark JSON object.
+
+    ``workers`` > 1 (CPU only): the tracks are split over that many processes with one torch
+    thread each, the way the pipeline's local executor uses several cores. On CPU, torch's own
+    thread pool collapses when the cores are shared with other work (spin-waiting threads), while
+    single-threaded processes degrade gracefully.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
     from flameqa.fit.config import FitConfig
     from flameqa.fit.stage import build_fitter
     from flameqa.flame import FlameLayer
@@ -206,15 +249,36 @@ def run_benchmark(
     layer = FlameLayer.from_file(model, n_shape=cfg.n_shape, n_expr=cfg.n_expr)
     fitter = build_fitter(cfg, device=device, layer=layer)
     tracks, truth = make_tracks(fitter.model, frames, track_frames=track_frames, noise_px=noise_px, seed=seed)
-    if warmup:  # first-call costs (allocator, kernels) are not throughput
-        fitter.fit(tracks[:1])
-    if fitter.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fits = fitter.fit(tracks)
-    if fitter.device.type == "cuda":
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
+    pool = None
+    if fitter.device.type == "cpu" and workers > 1:
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                   initargs=(cfg.model_dump(mode="json"), model))
+        # start every worker (imports, model) before timing
+        list(pool.map(_worker_fit, [[tracks[0]]] * workers))
+    else:
+        if fitter.device.type == "cpu" and cfg.cpu_threads is not None:
+            torch.set_num_threads(cfg.cpu_threads)
+        if warmup:  # first-call costs (allocator, kernels) are not throughput
+            fitter.fit(tracks[:1])
+    try:
+        if fitter.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        if pool is not None:
+            groups = _split(tracks, workers)
+            results = list(pool.map(_worker_fit, [[tracks[i] for i in g] for g in groups]))
+            fits: list[TrackFit] = [None] * len(tracks)  # type: ignore[list-item]
+            for g, res in zip(groups, results):
+                for i, f in zip(g, res):
+                    fits[i] = f
+        else:
+            fits = fitter.fit(tracks)
+        if fitter.device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    finally:
+        if pool is not None:
+            pool.shutdown()
     out: dict[str, Any] = {"frames_per_s": frames / wall}
     out.update(evaluate(layer, fitter.model, fits, truth))
     out["iterations"] = float(np.mean([f.iterations for f in fits]))
@@ -225,5 +289,6 @@ def run_benchmark(
     out["model"] = str(layer.model_id)
     out["landmarks"] = int(fitter.model.n_landmarks)
     out["smooth_preset"] = cfg.smooth.preset
-    out["torch_threads"] = torch.get_num_threads()
+    out["workers"] = workers if pool is not None else 1
+    out["torch_threads"] = 1 if pool is not None else torch.get_num_threads()
     return out

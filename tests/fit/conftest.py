@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
+# torch's CPU thread pool collapses when the machine's cores are shared with other jobs; the fit
+# stage runs single-threaded by default (fit.cpu_threads) and so do its tests
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

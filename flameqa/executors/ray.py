@@ -293,7 +293,7 @@ def run_stage_ray(
                 fn_constructor_kwargs=dict(
                     stage_name=stage_name,
                     stage_spec=STAGES[stage_name],
-                    cfg_json=cfg.model_dump(mode="json"),
+                    cfg_json=cfg.model_dump(mode="python"),  # "json" would turn secrets (API keys) into asterisks
                     out=str(out),
                     ctx=ctx,
                     log_level=os.environ.get("FLAMEQA_LOG", "WARNING"),

@@ -37,7 +37,6 @@ from flameqa.fit.config import FitConfig, SmoothConfig
 from flameqa.fit.init import (
     ParamGuess,
     Similarity,
-    TrackObservation,
     fill_nearest,
     matrix_to_axis_angle,
     rotation_from_landmarks,
@@ -516,7 +515,6 @@ class Fitter:
         x = x.copy()
         x[:, TRANSL:TRANSL + 3] = model.flame_transl(beta[None], xt[None])[0].cpu().numpy()  # τ → FLAME's t
         finite_x = np.isfinite(x).all(1) & np.isfinite(uv).all((1, 2))
-        has = pp.w > 0
         obs_ok = np.isfinite(np.asarray(tr.landmarks, np.float32)[:, self.mp, :2]).all(-1) & pp.detected[:, None]
         err = np.linalg.norm(uv - pp.obs, axis=-1)  # [T,L]
         cnt = obs_ok.sum(1)
@@ -527,7 +525,6 @@ class Fitter:
         nme = np.where(pp.detected, nme, np.nan).astype(np.float32)
         valid = pp.detected & finite_x & (nme <= self.cfg.validity.max_nme)
         jr, ra, fa = jitter(uv, pp.obs, obs_ok)
-        del has
         return TrackFit(
             shape=beta.cpu().numpy(), params=x.astype(np.float32), valid=valid, fit_rmse_px=rmse, nme=nme,
             jitter_ratio=jr, converged=converged, iterations=iterations, camera=pp.camera,
@@ -542,10 +539,6 @@ class Fitter:
             valid=np.zeros(t, bool), fit_rmse_px=nan, nme=nan.copy(), jitter_ratio=None, converged=False, iterations=0,
             camera=pp.camera, status="failed", error=why,
         )
-
-
-def _subset(pp: _Prepared, frames: np.ndarray) -> _Prepared:
-    return _Prepared(pp.obs[frames], pp.w[frames], pp.detected[frames], pp.lmk3d[frames], pp.iod[frames], pp.sigma, pp.camera)
 
 
 def jitter(fit_uv: np.ndarray, obs: np.ndarray, ok: np.ndarray) -> tuple[float | None, float | None, float | None]:

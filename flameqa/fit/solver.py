@@ -142,7 +142,6 @@ def prior_cost(x: Tensor, obj: Objective) -> Tensor:
 
 def prior_grad_hess(x: Tensor, obj: Objective) -> tuple[Tensor, Tensor]:
     """Gradient ``[B, T, P]`` and Hessian ``[P, P]`` of :func:`prior_cost` (both halved, as all terms)."""
-    p = x.shape[-1]
     g = obj.prior_prec * (x - obj.prior_mean) + _EPS_PREC * x
     eye = x[..., EYE_L:EYE_L + 3] - x[..., EYE_R:EYE_R + 3]
     g = g.clone()
@@ -155,7 +154,6 @@ def prior_grad_hess(x: Tensor, obj: Objective) -> tuple[Tensor, Tensor]:
     h[EYE_R:EYE_R + 3, EYE_R:EYE_R + 3] += i3
     h[EYE_L:EYE_L + 3, EYE_R:EYE_R + 3] -= i3
     h[EYE_R:EYE_R + 3, EYE_L:EYE_L + 3] -= i3
-    assert h.shape == (p, p)
     return g, h
 
 

@@ -35,7 +35,7 @@ def test_fit_command_rejects_bad_config(tmp_path):
 
 
 def test_bench_fit_json():
-    r = CliRunner().invoke(_app(), ["bench", "fit", "--frames", "120", "--track-frames", "60", "--json"])
+    r = CliRunner().invoke(_app(), ["bench", "fit", "--frames", "120", "--track-frames", "60", "--workers", "1", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.strip().splitlines()[-1])
     for key in ("frames_per_s", "landmark_rmse_px", "noise_rms_px", "jaw_err_deg", "vertex_err_mm", "iterations", "device", "frames"):

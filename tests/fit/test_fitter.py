@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from flameqa.fit.fitter import TrackData, chunk_ranges, stitch
-from flameqa.fit.model import EXPR, JAW
+from flameqa.fit.model import JAW
 from flameqa.fit.synth import evaluate, make_tracks
 from tests.fit.conftest import make_fitter
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from flameqa.fit.config import FitConfig
-from flameqa.fit.fitter import Fitter, TrackData
+from flameqa.fit.fitter import Fitter
 from flameqa.fit.init import ParamGuess, fill_nearest, load_regressor, matrix_to_axis_angle, procrustes
 from flameqa.fit.model import EXPR, JAW, LandmarkModel, rodrigues
 from flameqa.fit.synth import make_tracks

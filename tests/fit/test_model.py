@@ -3,7 +3,6 @@ and the banded solver."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -93,6 +93,7 @@ def test_kill_inside_stage_then_resume(clean_run, tmp_path, stage, kill_at):
     kill_and_resume(clean_run, tmp_path / "work", stage, kill_at, drop=[stage])
 
 
+@pytest.mark.slow
 def test_kill_whole_pipeline_from_scratch(clean_run, tmp_path):
     """No seeding: a fresh OUT, killed between the speech shard and its marker, rerun from the CLI."""
     kill_and_resume(clean_run, tmp_path / "work", "speech", "speech:marker:0", drop=list(STAGES))

@@ -108,7 +108,7 @@ class SolverConfig(Config):
     """Tracking iterations that relinearize and refactor the banded normal equations."""
     chord_iterations: int = 0
     """Further tracking iterations that reuse the last factorization with a fresh gradient."""
-    smooth_iterations: int = 1
+    smooth_iterations: int = 2
     """With a preset other than ``tracking``: iterations under its prior after ``full_iterations``
     under the tracking prior (a continuation; see flameqa.fit.solver.solve_sequence)."""
     hessian_landmarks: int | None = None
@@ -119,9 +119,10 @@ class SolverConfig(Config):
     spread): from the MediaPipe start the first step is limited by nonlinearity, not noise."""
     damping: float = 1e-4
     """Levenberg-Marquardt damping, relative to the normal matrix diagonal."""
-    tol: float = 5e-3
-    """A chunk has converged when an iteration, or the Newton step at its final point, lowers its
-    cost by less than this fraction (the statistical noise of a χ² of ~10⁵ residuals is ~0.3%)."""
+    tol: float = 0.02
+    """A chunk has converged when its last full step lowered the cost by what the Gauss-Newton model
+    predicted to within this fraction of the cost (the step then landed at the model's optimum, and
+    what further steps could gain is of that order), or by less than this fraction."""
     chunk_frames: int = 256
     """Long tracks are fitted in chunks of this many frames..."""
     chunk_overlap: int = 32

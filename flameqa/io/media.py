@@ -111,7 +111,7 @@ def probe(path: str | os.PathLike, scan_frames: int = 120) -> Probe:
         return p
 
 
-def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
+def upright(img: np.ndarray, rotation: int) -> np.ndarray:
     # display rotation is counter-clockwise degrees; np.rot90 turns counter-clockwise too
     # (checked against ffmpeg's autorotate output in tests/ingest)
     k = (rotation % 360) // 90
@@ -196,8 +196,8 @@ def iter_frames(
 
         def emit(frame):
             if fmt == "luma":
-                return _upright(_luma(frame, size), rotation)
-            return np.ascontiguousarray(_upright(frame.to_ndarray(**kw), rotation))
+                return upright(_luma(frame, size), rotation)
+            return np.ascontiguousarray(upright(frame.to_ndarray(**kw), rotation))
 
         def within(t: float) -> bool:
             return end_s is None or t < end_s - eps

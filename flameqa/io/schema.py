@@ -174,7 +174,7 @@ def conform(table: str, data: pa.Table | dict[str, Any] | list[dict[str, Any]]) 
     return pa.Table.from_arrays(arrays, schema=schema.arrow)
 
 
-def to_arrow(values: Any, typ: pa.DataType, where: str = "") -> pa.Array:
+def to_arrow(values: Any, typ: pa.DataType, where: str = "") -> pa.Array | pa.ChunkedArray:
     """Convert a column (list, numpy array, list of 2-D arrays, or pyarrow array) to ``typ``.
 
     A list of ``(T, N)`` numpy arrays becomes ``list<fixed_size_list<float32,N>>`` without Python
@@ -183,7 +183,10 @@ def to_arrow(values: Any, typ: pa.DataType, where: str = "") -> pa.Array:
     import numpy as np
 
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+        # cast chunk by chunk: combining would copy a whole (possibly memory-mapped) column into RAM
+        if values.type == typ:
+            return values
+        return pa.chunked_array([c.cast(typ) for c in values.chunks], type=typ)
     if isinstance(values, pa.Array):
         return values if values.type == typ else values.cast(typ)
     try:

@@ -70,10 +70,10 @@ def decode_frames(
     import cv2
 
     # the reader's own rotation helper, so both paths share one convention
-    from flameqa.io.media import _upright
+    from flameqa.io.media import upright
 
     for idx, t, yuv in iter_frames(path, fps=fps, start_s=start_s, end_s=end_s, rotation=0, size=size, fmt="yuv420p"):
-        yield idx, t, _upright(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), rotation)
+        yield idx, t, upright(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), rotation)
 
 
 class _Prefetch:

@@ -98,8 +98,8 @@ def test_chunk_ranges_cover_with_overlap():
 
 def test_chunked_long_track_is_seamless(demo_layer):
     """A long track cut into overlapping chunks gives the unchunked solution, with no seam."""
-    fit_whole = make_fitter(demo_layer, smooth={"preset": "tracking"}, solver={"chunk_frames": 1000, "full_iterations": 3})
-    fit_chunk = make_fitter(demo_layer, smooth={"preset": "tracking"}, solver={"chunk_frames": 96, "chunk_overlap": 24, "full_iterations": 3})
+    fit_whole = make_fitter(demo_layer, smooth={"preset": "tracking"}, solver={"chunk_frames": 1000, "full_iterations": 3, "tol": 1e-6})
+    fit_chunk = make_fitter(demo_layer, smooth={"preset": "tracking"}, solver={"chunk_frames": 96, "chunk_overlap": 24, "full_iterations": 3, "tol": 1e-6})
     tracks, _ = make_tracks(fit_whole.model, 300, track_frames=300, seed=5)
     a = fit_whole.fit(tracks)[0]
     b = fit_chunk.fit(tracks)[0]

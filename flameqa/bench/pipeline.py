@@ -12,7 +12,8 @@ after (never concurrently: they would slow each other down). It returns one JSON
   and of its largest reaped child);
 * ``stages``: per stage ``seconds`` (wall, model load included), ``items``, ``unit``,
   ``items_per_s`` and ``realtime`` (media seconds / stage seconds); with
-  ``runner.concurrent_stages=false`` also ``cpu_seconds`` and ``cores_used`` (CPU / wall) per stage;
+  ``runner.concurrent_stages=false`` also ``cpu_seconds``, ``cores_used`` (CPU / wall) and
+  ``peak_rss_mb`` (sampled, this process and its workers, while the stage ran) per stage;
 * ``cpu_seconds`` (this process and its workers) and ``cpu_realtime_bound`` = media / (CPU / cores):
   what the run would reach with every core busy and nothing waiting — steadier than wall time on a
   shared machine;
@@ -95,6 +96,7 @@ class _PeakRss:
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.peak = 0
+        self.since_mark = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -112,8 +114,15 @@ class _PeakRss:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            v = self._sample()
+            self.peak = max(self.peak, v)
+            self.since_mark = max(self.since_mark, v)
             self._stop.wait(self.interval)
+
+    def mark(self) -> float:
+        """Peak total RSS (MiB) sampled since the previous mark."""
+        v, self.since_mark = self.since_mark, 0
+        return round(v / 2**20, 1)
 
     def __enter__(self) -> "_PeakRss":
         self._t.start()
@@ -330,6 +339,7 @@ def bench_pipeline(
             shutil.rmtree(out)
         load_before = _load()
         stage_cpu: dict[str, float] = {}
+        stage_rss: dict[str, float] = {}
         with _PeakRss() as rss:
             c0, t0 = _cpu(), time.perf_counter()
             if cfg.runner.concurrent_stages:
@@ -338,13 +348,14 @@ def bench_pipeline(
                 # one stage at a time anyway: run them one by one to get each stage's CPU seconds
                 report = RunReport(out=out)
                 for name in cfg.stages:
-                    c1 = _cpu()
+                    c1, _ = _cpu(), rss.mark()
                     r = run_pipeline(cfg, out, inputs=[str(src)], stages=[name], show_progress=False)
-                    stage_cpu[name] = _cpu() - c1
+                    stage_cpu[name], stage_rss[name] = _cpu() - c1, rss.mark()
                     report.stages += r.stages
                     if any(getattr(st, "start_error", None) for st in r.stages):
                         break
             wall, cpu = time.perf_counter() - t0, _cpu() - c0
+        peak_mb = rss.peak_mb  # now: the engine timings below hold frames in memory
         load_after = _load()
         failed = [f"{s.stage}:{r.shard:05d}: {r.error.splitlines()[0]}" for s in report.stages for r in s.failed_shards if r.error]
         media = float(p.duration_s or 0.0)
@@ -361,6 +372,7 @@ def bench_pipeline(
             if st.stage in stage_cpu:
                 stages[st.stage]["cpu_seconds"] = round(stage_cpu[st.stage], 2)
                 stages[st.stage]["cores_used"] = round(stage_cpu[st.stage] / st.seconds, 2) if st.seconds > 0 else None
+                stages[st.stage]["peak_rss_mb"] = stage_rss[st.stage]
         bottleneck = max(stages, key=lambda s: stages[s]["seconds"]) if stages else None
         want = list(stages) if "all" in limits else [bottleneck if s == "bottleneck" else s for s in limits if s != "none"]
         engine: dict[str, Any] = {}
@@ -392,7 +404,7 @@ def bench_pipeline(
             # media / (cpu / cores) is what the run would reach with every core busy and no waiting
             "cpu_seconds": round(cpu, 2),
             "cpu_realtime_bound": round(media / (cpu / cores()), 3) if cpu > 0 else None,
-            "peak_rss_mb": rss.peak_mb,
+            "peak_rss_mb": peak_mb,
             "stages": stages,
             "bottleneck": bottleneck,
             "bottleneck_limit_realtime": lim,

@@ -10,19 +10,24 @@ does not depend on what else is in the batch):
 
 with σ the track's landmark noise scale in pixels and ρ the robust kernel (ρ(s) = s near 0).
 
-Two solvers share it:
+Three solvers share it:
 
-- :func:`solve_shape` — identity: a few keyframes per track, unknowns β plus each keyframe's
-  per-frame vector, no smoothness; Gauss-Newton on the normal equations with the keyframe blocks
-  eliminated (Schur complement on β).
+- :func:`solve_rigid` — per frame, rotation and translation only (a helper; unused by default).
+- :func:`solve_shape` — identity: keyframes spread over each track, unknowns β plus each
+  keyframe's per-frame vector, no smoothness; Gauss-Newton with the keyframe blocks eliminated
+  (Schur complement on β).
 - :func:`solve_sequence` — tracking: every frame of a chunk, β fixed; the smoothness couples frame
-  t to t±1, t±2, so the normal matrix is block-banded (P×P blocks, bandwidth 2) and is factored
-  exactly by a block Cholesky sweep over time, batched over chunks. The first ``n_full`` iterations
-  relinearize and refactor; the following ``n_chord`` reuse the last factor with a fresh gradient
-  (inexact Newton: converges to the same optimum, at a fraction of the cost).
+  t to t±1, t±2, so the normal matrix is block-banded (P×P blocks, bandwidth 2, diagonal
+  off-diagonal blocks) and is factored exactly by one block-LDLᵀ sweep over time, batched over
+  chunks (:func:`banded_cholesky`). The first step forms its normal equations from a landmark subset
+  (from MediaPipe's start it is limited by nonlinearity, not noise); a strong smoothness prior is
+  reached by continuation from a weak one; optional chord steps reuse the last factor.
 
-Each step is followed by a per-track backtracking line search, and a track whose cost stops
-decreasing is frozen. Shape letters: B tracks (or chunks), T frames, K keyframes, L landmarks,
+The data term's gradient is a pullback of per-landmark covectors (no Jacobian); its Gauss-Newton
+matrix JᵀWJ is formed per frame from the row-weighted Jacobian (one batched matrix product). Every
+step is followed by a per-track backtracking line search; a track whose step matched the
+Gauss-Newton model's predicted decrease (or stopped decreasing) is converged and frozen. All
+reductions are per track. Shape letters: B tracks (or chunks), T frames, K keyframes, L landmarks,
 P per-frame parameters, S shape coefficients.
 """
 

@@ -124,9 +124,11 @@ class FitStage(Stage):
     def __init__(self, config: FitConfig, ctx: StageContext) -> None:
         super().__init__(config, ctx)
         self.fitter = build_fitter(config, device=config.device if config.device != "auto" else resolve_device("auto", ctx.device))
+        self._threads_before: int | None = None
         if self.fitter.device.type == "cpu" and config.cpu_threads is not None:
             import torch
 
+            self._threads_before = torch.get_num_threads()
             torch.set_num_threads(config.cpu_threads)
         self.model_id = self.fitter.model.model_id
         self.regressor = None
@@ -137,7 +139,17 @@ class FitStage(Stage):
         self._stats: dict[str, float] = defaultdict(float)
 
     def marker_extra(self) -> dict[str, Any]:
-        return {"device": str(self.fitter.device), "model_id": self.model_id, **{k: round(v, 3) for k, v in self._stats.items()}}
+        """Device, model and the fitting time / frames since the previous marker (one per shard)."""
+        stats = {k: round(v, 3) for k, v in self._stats.items()}
+        self._stats.clear()
+        return {"device": str(self.fitter.device), "model_id": self.model_id, **stats}
+
+    def close(self) -> None:
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         from flameqa.fit.fitter import TrackData, jitter

@@ -130,21 +130,36 @@ def plan_stage(
 # processing one shard (runs in the parent or in a worker process)
 
 
-def _groups(batch: pa.Table, key: str) -> list[pa.Table]:
-    """Split rows into groups sharing ``key`` (first-appearance order); no key → one row a group."""
-    if key not in batch.column_names or batch.num_rows == 0:
-        return [batch.slice(i, 1) for i in range(batch.num_rows)]
-    keys = batch.column(key).to_pylist()
+Rows = "pa.Table | sh.ShardReader"
+
+
+def _group_indices(rows, key: str) -> list[list[int]]:
+    """Row indices of each group sharing ``key`` (first-appearance order); no key → one row a group."""
+    if key not in rows.column_names or rows.num_rows == 0:
+        return [[i] for i in range(rows.num_rows)]
+    keys = rows.keys(key) if isinstance(rows, sh.ShardReader) else rows.column(key).to_pylist()
     order: dict[Any, list[int]] = {}
     for i, k in enumerate(keys):
         order.setdefault(k, []).append(i)
-    return [batch.take(pa.array(ix)) for ix in order.values()]
+    return list(order.values())
 
 
-def _filter_side(side: dict[str, pa.Table], key: str, values: list) -> dict[str, pa.Table]:
+def _take(rows, ix: list[int]) -> pa.Table:
+    return rows.take(ix) if isinstance(rows, sh.ShardReader) else rows.take(pa.array(ix, pa.int64()))
+
+
+def _groups(batch: pa.Table, key: str) -> list[pa.Table]:
+    """Split rows into groups sharing ``key`` (first-appearance order); no key → one row a group."""
+    return [_take(batch, ix) for ix in _group_indices(batch, key)]
+
+
+def _filter_side(side: dict[str, Any], key: str, values: list) -> dict[str, pa.Table]:
+    """Side tables restricted to the rows of ``values`` (whole tables when they lack ``key``)."""
     res = {}
     for name, t in side.items():
-        if key in t.column_names and t.num_rows:
+        if isinstance(t, sh.ShardReader):
+            res[name] = t.select(key, values) if key in t.column_names else t.read_all()
+        elif key in t.column_names and t.num_rows:
             res[name] = t.filter(pc.is_in(t.column(key), value_set=pa.array(values, type=t.schema.field(key).type)))
         else:
             res[name] = t
@@ -160,20 +175,30 @@ def _status_counts(t: pa.Table) -> dict[str, int]:
     return counts
 
 
-def run_stage_on_rows(stage: Stage, rows: pa.Table, side: dict[str, pa.Table], batch_groups: int) -> dict[str, list[pa.Table]]:
-    """Feed ``rows`` to ``stage`` a few groups at a time; isolate failures to single groups."""
+def run_stage_on_rows(
+    stage: Stage, rows, side: dict[str, Any], batch_groups: int, emit: Callable[[str, pa.Table], None] | None = None
+) -> dict[str, list[pa.Table]]:
+    """Feed ``rows`` to ``stage`` a few groups at a time; isolate failures to single groups.
+
+    ``rows`` and the side tables are Arrow tables or :class:`~flameqa.io.shards.ShardReader` (read
+    one batch at a time). Each batch's output goes to ``emit(table, rows)`` as soon as it exists; without
+    ``emit`` the outputs are collected and returned.
+    """
     outputs: dict[str, list[pa.Table]] = {t: [] for t in stage.output_tables}
-    groups = _groups(rows, stage.group_key)
+    emit = emit or (lambda t, v: outputs[t].append(v))
+    groups = _group_indices(rows, stage.group_key)
     key = stage.group_key
-    for start in range(0, len(groups), max(1, batch_groups)):
-        chunk = groups[start : start + max(1, batch_groups)]
-        batch = pa.concat_tables(chunk)
+    step = max(1, batch_groups)
+    for start in range(0, len(groups), step):
+        ixs = groups[start : start + step]
+        batch = _take(rows, [i for ix in ixs for i in ix])
         try:
             res = stage(batch, _filter_side(side, key, batch.column(key).to_pylist()) if key in batch.column_names else side)
         except Exception:  # noqa: BLE001 - isolate the failing group below
-            log.warning("%s: a batch of %d groups raised; retrying one group at a time", stage.name, len(chunk))
+            log.warning("%s: a batch of %d groups raised; retrying one group at a time", stage.name, len(ixs))
             res = {t: [] for t in stage.output_tables}
-            for g in chunk:
+            for ix in ixs:
+                g = _take(rows, ix)
                 try:
                     r = stage(g, _filter_side(side, key, g.column(key).to_pylist()) if key in g.column_names else side)
                 except Exception as e:  # noqa: BLE001 - becomes a failed row
@@ -187,27 +212,40 @@ def run_stage_on_rows(stage: Stage, rows: pa.Table, side: dict[str, pa.Table], b
             res = {t: pa.concat_tables([conform(t, x) for x in v]) if v else None for t, v in res.items()}
         for t, v in res.items():
             if v is not None:
-                outputs[t].append(conform(t, v))
+                emit(t, conform(t, v))
     return outputs
 
 
-def process_shard(
-    stage: Stage, cfg: PipelineConfig, out: Path, idx: int, h: str, rows: pa.Table, side: dict[str, pa.Table]
-) -> ShardResult:
+def process_shard(stage: Stage, cfg: PipelineConfig, out: Path, idx: int, h: str, rows, side: dict[str, Any]) -> ShardResult:
+    """Run ``stage`` over one shard: outputs stream to hidden temp files batch by batch, are renamed
+    into place once every batch is done, then the markers are written. ``rows``/``side``: Arrow
+    tables or shard readers (:func:`load_inputs`); memory holds one batch, not the shard."""
     t0 = time.perf_counter()
     # clear markers of every output first: a crash from here on leaves the shard visibly incomplete
     for t in stage.output_tables:
         sh.marker_path(out, t, idx).unlink(missing_ok=True)
         sh.remove_stale_temps(out, t, idx)  # what a killed attempt at this shard left behind
     sh.fault_point("start", stage.name, idx)
-    outputs = run_stage_on_rows(stage, rows, side, cfg.runner.batch_groups)
     res = ShardResult(stage=stage.name, shard=idx)
-    tables = {t: (pa.concat_tables(v) if v else conform(t, [])) for t, v in outputs.items()}
-    for t, tbl in tables.items():
-        sh.write_shard(out, t, idx, tbl)
-        res.rows[t] = tbl.num_rows
-        res.status_counts[t] = _status_counts(tbl)
-        sh.fault_point("write", stage.name, idx)
+    writers = {t: sh.ShardWriter(out, t, idx) for t in stage.output_tables}
+    counts: dict[str, dict[str, int]] = {t: {} for t in stage.output_tables}
+
+    def emit(t: str, tbl: pa.Table) -> None:
+        writers[t].write(tbl)
+        for k, n in _status_counts(tbl).items():
+            counts[t][k] = counts[t].get(k, 0) + n
+
+    try:
+        run_stage_on_rows(stage, rows, side, cfg.runner.batch_groups, emit=emit)
+        for t, w in writers.items():
+            w.commit()
+            res.rows[t] = w.rows
+            res.status_counts[t] = counts[t] if w.rows else _status_counts(conform(t, []))
+            sh.fault_point("write", stage.name, idx)
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
     res.seconds = time.perf_counter() - t0
     sh.fault_point("marker", stage.name, idx)
     for k, t in enumerate(stage.output_tables):  # markers last
@@ -234,21 +272,24 @@ def process_shard(
     return res
 
 
-def load_inputs(out: Path, stage_name: str, idx: int, manifest_chunk: list[dict] | None) -> tuple[pa.Table, dict[str, pa.Table]]:
+def load_inputs(out: Path, stage_name: str, idx: int, manifest_chunk: list[dict] | None, lazy: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Input rows and side tables of shard ``idx``: Arrow tables, or with ``lazy`` shard readers that
+    :func:`process_shard` reads one batch at a time (memory does not grow with the shard)."""
     cls = stage_class(stage_name)
+    read = sh.ShardReader if lazy else sh.read_shard
     if cls.input_table is None:
         from flameqa.ingest.manifest import manifest_table
 
         rows = manifest_table(manifest_chunk or [])
     else:
-        rows = sh.read_shard(out, cls.input_table, idx)
+        rows = read(out, cls.input_table, idx)
     side = {}
     for t in cls.side_tables:
         if sh.read_marker(out, t, idx) is None or not sh.shard_path(out, t, idx).exists():
             raise RuntimeError(f"needs shard {idx:05d} of table {t!r}, which is not complete (its stage failed or has not run): rerun to retry")
-        side[t] = sh.read_shard(out, t, idx)
+        side[t] = read(out, t, idx)
     for t in cls.optional_side_tables:
-        side[t] = sh.read_shard(out, t, idx) if idx in sh.completed_shards(out, t) else conform(t, [])
+        side[t] = read(out, t, idx) if idx in sh.completed_shards(out, t) else conform(t, [])
     return rows, side
 
 
@@ -276,7 +317,7 @@ def _worker_run(stage_name: str, out: str, idx: int, h: str, manifest_chunk: lis
         return ShardResult(stage=stage_name, shard=idx, error=_WORKER["init_error"])
     stage, cfg = _WORKER["stage"], _WORKER["cfg"]
     try:
-        rows, side = load_inputs(Path(out), stage_name, idx, manifest_chunk)
+        rows, side = load_inputs(Path(out), stage_name, idx, manifest_chunk, lazy=True)
         return process_shard(stage, cfg, Path(out), idx, h, rows, side)
     except Exception as e:  # noqa: BLE001 - reported, the run goes on
         return ShardResult(stage=stage_name, shard=idx, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
@@ -318,7 +359,7 @@ def run_stage_local(
         try:
             for idx, h, chunk in todo:
                 try:
-                    rows, side = load_inputs(out, stage_name, idx, chunk)
+                    rows, side = load_inputs(out, stage_name, idx, chunk, lazy=True)
                     r = process_shard(stage, cfg, out, idx, h, rows, side)
                 except Exception as e:  # noqa: BLE001 - reported, the run goes on
                     r = ShardResult(stage=stage_name, shard=idx, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")

@@ -88,24 +88,71 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+class ShardWriter:
+    """One shard of ``table`` written batch by batch to a hidden temp file, renamed into place by
+    :meth:`commit` (memory: one batch). Until then readers see the previous file, if any."""
+
+    def __init__(self, out: str | os.PathLike, table: str, idx: int) -> None:
+        self.table, self.idx = table, idx
+        self.path = shard_path(out, table, idx)
+        self.schema = load_schema(table).arrow
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: str | None = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(self.path.parent, MIN_FREE_BYTES // 4)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+
+    def write(self, data: pa.Table | dict[str, Any] | list[dict[str, Any]]) -> pa.Table:
+        """Conform ``data`` to the table schema and append it; returns the conformed table."""
+        tbl = conform(self.table, data)
+        if self._writer is None:
+            self._open()
+        if tbl.num_rows:
+            check_free_space(self.path.parent, max(MIN_FREE_BYTES // 4, 2 * tbl.nbytes))
+            self._writer.write_table(tbl, row_group_size=256)
+            self.rows += tbl.num_rows
+        return tbl
+
+    def commit(self) -> Path:
+        """Close, fsync and rename into place (an empty shard still gets its file)."""
+        if self._writer is None:
+            self._open()
+        self._writer.close()
+        self._writer = None
+        with open(self._tmp, "rb") as f:
+            os.fsync(f.fileno())
+        fault_point("rename", self.table, self.idx)
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temp file (the previous shard file, if any, stays)."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except Exception:  # noqa: BLE001 - the file is removed anyway
+            pass
+        self._writer = None
+        if self._tmp:
+            Path(self._tmp).unlink(missing_ok=True)
+            self._tmp = None
+
+
 def write_shard(out: str | os.PathLike, table: str, idx: int, data: pa.Table) -> Path:
     """Conform ``data`` to the table schema and write it atomically as shard ``idx``."""
-    tbl = conform(table, data)
-    path = shard_path(out, table, idx)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    check_free_space(path.parent, max(MIN_FREE_BYTES // 4, 2 * tbl.nbytes))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    w = ShardWriter(out, table, idx)
     try:
-        pq.write_table(tbl, tmp, compression="zstd", row_group_size=256)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        fault_point("rename", table, idx)
-        os.replace(tmp, path)
+        w.write(data)
+        return w.commit()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        w.abort()
         raise
-    return path
 
 
 def write_marker(out: str | os.PathLike, table: str, idx: int, info: dict[str, Any]) -> Path:
@@ -156,6 +203,61 @@ def remove_stale_temps(out: str | os.PathLike, table: str, idx: int) -> int:
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+class ShardReader:
+    """A shard read a few groups at a time: the key column up front, rows on demand by row group.
+
+    Rows come back in file order, conformed to the table schema. The row groups of the last read
+    are kept, so consecutive batches inside one large row group are not decoded twice.
+    """
+
+    def __init__(self, out: str | os.PathLike, table: str, idx: int) -> None:
+        self.table = table
+        self.path = shard_path(out, table, idx)
+        self.schema = load_schema(table).arrow
+        self._pf = pq.ParquetFile(self.path)
+        md = self._pf.metadata
+        self.num_rows = md.num_rows
+        self._starts = [0]
+        for i in range(md.num_row_groups):
+            self._starts.append(self._starts[-1] + md.row_group(i).num_rows)
+        self.column_names = list(self._pf.schema_arrow.names)
+        self._keys: dict[str, list] = {}
+        self._cache: tuple[tuple[int, ...], pa.Table] | None = None
+
+    def keys(self, column: str) -> list:
+        if column not in self._keys:
+            self._keys[column] = self._pf.read(columns=[column]).column(column).to_pylist()
+        return self._keys[column]
+
+    def take(self, rows: list[int]) -> pa.Table:
+        """Rows ``rows`` (indices into the shard, any order) as one table."""
+        import bisect
+
+        if not rows:
+            return empty_table(self.table)
+        rgs = tuple(sorted({bisect.bisect_right(self._starts, r) - 1 for r in rows}))
+        if self._cache is None or not set(rgs) <= set(self._cache[0]):
+            t = self._pf.read_row_groups(list(rgs))
+            if not t.schema.equals(self.schema, check_metadata=False):
+                t = t.cast(self.schema)
+            self._cache = (rgs, t)
+        cached, t = self._cache
+        base, off = {}, 0
+        for g in cached:
+            base[g] = off
+            off += self._starts[g + 1] - self._starts[g]
+        local = [base[g] + r - self._starts[g] for r in rows for g in [bisect.bisect_right(self._starts, r) - 1]]
+        return t.take(pa.array(local, pa.int64()))
+
+    def select(self, column: str, values: list) -> pa.Table:
+        """Rows whose ``column`` is in ``values``, in file order."""
+        want = set(values)
+        return self.take([i for i, k in enumerate(self.keys(column)) if k in want])
+
+    def read_all(self) -> pa.Table:
+        return self.take(list(range(self.num_rows)))
 
 
 def read_shard(out: str | os.PathLike, table: str, idx: int) -> pa.Table:

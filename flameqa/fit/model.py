@@ -546,14 +546,6 @@ class LandmarkModel:
                 o.addcmul_(qr[..., d:d + 1], c[:, None, d])
         return out
 
-    def rigid_jacobian(self, ev: Eval, row_scale: Tensor | None = None) -> Tensor:
-        """``d(uv)/d(rotation, τ)`` ``[B, T, L, 2, 6]`` (rows scaled like :meth:`jacobian`)."""
-        dp = ev.dp if row_scale is None else ev.dp * row_scale[..., None, None]
-        b, t, nl = dp.shape[:3]
-        cr = _cross(ev.a[..., None, :], dp)
-        jr = (cr.reshape(b, t, nl * 2, 3) @ ev.jg).reshape(b, t, nl, 2, 3)
-        return torch.cat([jr, dp], dim=-1)
-
     def _leaf_block(self, ev: Eval, qm: Tensor, jl: Tensor) -> Tensor:
         """Write d uv / d(jaw, eye_left, eye_right) into ``jl [B, T, L, 2, 9]``."""
         b, t, nl = qm.shape[:3]

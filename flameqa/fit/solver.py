@@ -10,9 +10,8 @@ does not depend on what else is in the batch):
 
 with σ the track's landmark noise scale in pixels and ρ the robust kernel (ρ(s) = s near 0).
 
-Three solvers share it:
+Two solvers share it:
 
-- :func:`solve_rigid` — per frame, rotation and translation only (a helper; unused by default).
 - :func:`solve_shape` — identity: keyframes spread over each track, unknowns β plus each
   keyframe's per-frame vector, no smoothness; Gauss-Newton with the keyframe blocks eliminated
   (Schur complement on β).
@@ -379,49 +378,6 @@ def _scaled_cholesky_solve(h: Tensor, g: Tensor) -> Tensor:
     hs = h * dsc[..., :, None] * dsc[..., None, :]
     lk, _ = torch.linalg.cholesky_ex(hs)
     return dsc[..., :, None] * torch.cholesky_solve(dsc[..., :, None] * g, lk)
-
-
-# ---------------------------------------------------------------------------------------------
-# rigid pre-alignment: per frame, rotation + translation only
-# ---------------------------------------------------------------------------------------------
-
-
-def solve_rigid(
-    model: LandmarkModel, st: ShapeState, x: Tensor, obs: Tensor, w: Tensor, intr: Tensor, sigma: Tensor, obj: Objective,
-    *, n_iter: int = 2, damping: float = 1e-3,
-) -> Tensor:
-    """A few Gauss-Newton steps on each frame's rotation and translation alone (everything else
-    fixed), frame by frame. A cheap way to bring a rough initial head pose (a few degrees off) into
-    the range where the full solve converges quadratically. Args as :func:`solve_sequence`;
-    returns ``x [B, T, P]`` with only its first six columns changed."""
-    def frame_cost(x_: Tensor) -> Tensor:
-        return data_cost(model, st, x_, intr, obs, w, sigma, obj)
-
-    cost = frame_cost(x)
-    inv = 1.0 / sigma[:, None, None]
-    for _ in range(n_iter):
-        ev = model.evaluate(st, x, intr, derivatives=True)
-        r = (ev.uv - obs) * inv[..., None]
-        s = (r * r).sum(-1)
-        wr = w * robust_weight(s, obj.robust, obj.robust_scale)
-        jr = model.rigid_jacobian(ev, wr.clamp_min(0).sqrt() * inv)  # [B,T,L,2,6]
-        b, t, nl = jr.shape[:3]
-        jf = jr.reshape(b, t, nl * 2, 6)
-        h = jf.transpose(-1, -2) @ jf  # [B,T,6,6]
-        g = (jf.transpose(-1, -2) @ (r * wr.clamp_min(0).sqrt()[..., None]).reshape(b, t, nl * 2, 1))[..., 0]
-        h = h + torch.diag_embed(damping * h.diagonal(dim1=-2, dim2=-1) + _EPS_PREC)
-        d = -_scaled_cholesky_solve(h, g[..., None])[..., 0]
-        d = torch.where(torch.isfinite(d), d, torch.zeros_like(d))
-        best, best_cost = x, cost
-        for a in _STEPS[:3]:
-            cand = x.clone()
-            cand[..., :6] += a * d
-            c = frame_cost(cand)
-            ok = torch.isfinite(c) & (c < best_cost)
-            best = torch.where(ok[..., None], cand, best)
-            best_cost = torch.where(ok, c, best_cost)
-        x, cost = best, best_cost
-    return x
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@ export), and its peak resident set size is read from the kernel's accounting of 
 (``os.wait4`` → ``ru_maxrss``, the same number as ``VmHWM``). Prints one line per stage and a JSON
 object; exits 1 when a stage fails or goes over ``--limit-mib``.
 
-Usage: python bench/rss.py [--minutes 60] [--out DIR] [--keep] [--limit-mib 2048]
+``--whole`` also measures ``flameqa run`` of the whole pipeline in one process (stages that do not
+depend on each other run at the same time there, so their peaks add up).
+
+Usage: python bench/rss.py [--minutes 60] [--out DIR] [--keep] [--limit-mib 2048] [--whole]
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ def main() -> None:
     ap.add_argument("--pipeline", type=Path, default=ROOT / "pipelines" / "demo.yaml")
     ap.add_argument("--limit-mib", type=float, default=2048.0)
     ap.add_argument("--set", action="append", default=[], help="Config override for every stage (section.key=value).")
+    ap.add_argument("--whole", action="store_true", help="Also run the whole pipeline in one process (`flameqa run`, stages concurrent as configured) on a fresh OUT.")
     a = ap.parse_args()
 
     work = a.out or Path(tempfile.mkdtemp(prefix="flameqa-rss-"))
@@ -132,6 +136,14 @@ def main() -> None:
     rc, peak, secs = run_measured([sys.executable, "-c", EXPORT_SCRIPT, str(run), str(work / "export")], env)
     results.append({"stage": "export", "peak_rss_mib": round(peak, 1), "seconds": round(secs, 1), "exit": rc})
     print(f"{'export':9s} peak RSS {peak:8.1f} MiB  {secs:7.1f} s  exit {rc}", flush=True)
+
+    if a.whole:
+        cmd = [sys.executable, "-m", "flameqa", "run", str(a.pipeline), "--input", str(video), "--out", str(work / "whole")]
+        for o in sets:
+            cmd += ["--set", o]
+        rc, peak, secs = run_measured(cmd, {**env, "FLAMEQA_LOG": "ERROR"})
+        results.append({"stage": "whole run", "peak_rss_mib": round(peak, 1), "seconds": round(secs, 1), "exit": rc})
+        print(f"{'whole run':9s} peak RSS {peak:8.1f} MiB  {secs:7.1f} s  exit {rc}", flush=True)
 
     from flameqa.inspect import summarize
 

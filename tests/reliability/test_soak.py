@@ -44,7 +44,7 @@ def test_soak_interrupted_runs_end_like_a_clean_run(clean_run, tmp_path):
     crashes = 0
     for i in range(runs):
         last = i == runs - 1  # the last run is left alone: it must finish what the others left
-        overwrite = not last and rng.random() < 0.25
+        overwrite = not last and rng.random() < 0.5  # a finished OUT only has work again with --overwrite
         mode = "none" if last else rng.choices(["point", "moment", "none"], weights=[6, 4, 1])[0]
         args = pipeline_args(clean_run.manifest, out) + (["--overwrite"] if overwrite else [])
         t0 = time.perf_counter()

@@ -19,7 +19,7 @@ import pytest
 from flameqa.io import shards as sh
 from tests.conftest import ROOT
 from tests.reliability.conftest import TALLY_NOTES, Corpus, bad_corpus_cli, tally
-from tests.reliability.helpers import base_env, code_root, compare_outputs, pipeline_args, run_flameqa
+from tests.reliability.helpers import code_root, compare_outputs, pipeline_args, run_flameqa
 
 
 def _check_row(kind, v: dict) -> str | None:

@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--videos", type=int, default=1, help="feed the video this many times as separate inputs")
     ap.add_argument("--limit", action="append", default=None, help="raw engines to time: bottleneck (default), all, none, stage names")
     ap.add_argument("--ab", nargs=2, metavar=("A", "B"), help="two overrides (k=v[,k=v]) to alternate")
     ap.add_argument("--rounds", type=int, default=1, help="--ab: A,B rounds")
@@ -86,13 +87,13 @@ def main() -> None:
     limits = a.limit or ["bottleneck"]
     if not a.ab:
         cfg = load_config(a.config, a.overrides)
-        print(json.dumps(bench_pipeline(video, a.repeat, cfg, a.workers, limits=limits)))
+        print(json.dumps(bench_pipeline(video, a.repeat, cfg, a.workers, limits=limits, videos=a.videos)))
         return
     runs: dict[str, list[dict]] = {a.ab[0]: [], a.ab[1]: []}
     for _ in range(a.rounds):
         for side in a.ab:
             cfg = load_config(a.config, [*a.overrides, *side.split(",")])
-            r = bench_pipeline(video, a.repeat, cfg, a.workers, limits=["none"])
+            r = bench_pipeline(video, a.repeat, cfg, a.workers, limits=["none"], videos=a.videos)
             r["ab"] = side
             runs[side].append(r)
             print(json.dumps(r), flush=True)

@@ -304,6 +304,7 @@ def bench_pipeline(
     keep: str | os.PathLike | None = None,
     limits: Sequence[str] = ("bottleneck",),
     landmarker_frames: int = 250,
+    videos: int = 1,
 ) -> dict[str, Any]:
     """Run the pipeline over ``video`` (``repeat`` copies) and measure it; see the module docstring.
 
@@ -314,6 +315,9 @@ def bench_pipeline(
         keep: write the run's output here and keep it (default: a temporary folder, removed).
         limits: stages whose raw engine is timed after the run: ``"bottleneck"`` (only the slowest
             stage's), ``"all"``, ``"none"``, or stage names (of ``ENGINES``).
+        videos: feed the (concatenated) video this many times, as separate inputs (hard links with
+            their own names): several shards, so ``workers`` processes and overlapping stages have
+            work to share, as in a run over many videos. ``media_seconds`` counts every copy.
     """
     from flameqa.config import PipelineConfig
     from flameqa.io.media import probe
@@ -323,8 +327,8 @@ def bench_pipeline(
     runner = {"overwrite": True, **({"workers": int(workers)} if workers else {})}
     cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update=runner)})
     video = Path(video)
-    if repeat < 1:
-        raise ValueError(f"repeat must be ≥ 1, got {repeat}")
+    if repeat < 1 or videos < 1:
+        raise ValueError(f"repeat and videos must be ≥ 1, got {repeat} and {videos}")
     unknown = set(limits) - {"bottleneck", "all", "none", *ENGINES}
     if unknown:
         raise ValueError(f"limits: unknown {sorted(unknown)}; use bottleneck, all, none or stage names {list(ENGINES)}")
@@ -334,6 +338,17 @@ def bench_pipeline(
         if repeat > 1:
             src = concat_copies(video, Path(tmp.name) / f"{video.stem}_x{repeat}{video.suffix or '.mp4'}", repeat)
         p = probe(src)
+        inputs = [str(src)]
+        if videos > 1:
+            inputs = []
+            for i in range(videos):
+                link = Path(tmp.name) / "inputs" / f"{video.stem}_v{i:03d}{src.suffix}"
+                link.parent.mkdir(exist_ok=True)
+                try:
+                    os.link(src, link)
+                except OSError:  # another file system
+                    shutil.copyfile(src, link)
+                inputs.append(str(link))
         out = Path(keep) if keep else Path(tmp.name) / "out"
         if keep and out.exists():
             shutil.rmtree(out)
@@ -343,13 +358,13 @@ def bench_pipeline(
         with _PeakRss() as rss:
             c0, t0 = _cpu(), time.perf_counter()
             if cfg.runner.concurrent_stages:
-                report = run_pipeline(cfg, out, inputs=[str(src)], show_progress=False)
+                report = run_pipeline(cfg, out, inputs=inputs, show_progress=False)
             else:
                 # one stage at a time anyway: run them one by one to get each stage's CPU seconds
                 report = RunReport(out=out)
                 for name in cfg.stages:
                     c1, _ = _cpu(), rss.mark()
-                    r = run_pipeline(cfg, out, inputs=[str(src)], stages=[name], show_progress=False)
+                    r = run_pipeline(cfg, out, inputs=inputs, stages=[name], show_progress=False)
                     stage_cpu[name], stage_rss[name] = _cpu() - c1, rss.mark()
                     report.stages += r.stages
                     if any(getattr(st, "start_error", None) for st in r.stages):
@@ -358,7 +373,7 @@ def bench_pipeline(
         peak_mb = rss.peak_mb  # now: the engine timings below hold frames in memory
         load_after = _load()
         failed = [f"{s.stage}:{r.shard:05d}: {r.error.splitlines()[0]}" for s in report.stages for r in s.failed_shards if r.error]
-        media = float(p.duration_s or 0.0)
+        media = float(p.duration_s or 0.0) * len(inputs)
         stages: dict[str, Any] = {}
         for st in report.stages:
             items, unit = stage_items(out, st.stage)
@@ -394,6 +409,7 @@ def bench_pipeline(
         return {
             "video": str(video),
             "repeat": repeat,
+            "videos": len(inputs),
             "media_seconds": round(media, 2),
             "width": p.width,
             "height": p.height,

@@ -19,6 +19,7 @@ def bench_pipeline(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
     workers: Optional[int] = typer.Option(None, help="Local executor processes (default: the config's)."),
+    videos: int = typer.Option(1, "--videos", min=1, help="Feed the (concatenated) video this many times as separate inputs (several shards to share)."),
     limits: list[str] = typer.Option(["bottleneck"], "--limit", help="Stages whose raw engine is timed after the run: bottleneck, all, or stage names (repeatable)."),
     keep: Optional[Path] = typer.Option(None, "--keep", help="Write the run's output folder here and keep it."),
     json_: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -28,7 +29,7 @@ def bench_pipeline(
 
     cfg = build_config(config, set_)
     try:
-        res = run(video, repeat=repeat, cfg=cfg, workers=workers, keep=keep, limits=limits)
+        res = run(video, repeat=repeat, cfg=cfg, workers=workers, keep=keep, limits=limits, videos=videos)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

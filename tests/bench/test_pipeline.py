@@ -31,11 +31,11 @@ def test_bench_pipeline_json_has_the_documented_keys(tmp_path):
 
     video = make_video(tmp_path / "talk.mp4", seconds=2.0, size=(160, 120))
     # ingest only: the keys and the repeat are what is tested, not the models' speed
-    r = CliRunner().invoke(app, ["bench", "pipeline", "--video", str(video), "--repeat", "2", "--set", "stages=[ingest]", "--limit", "all", "--json"])
+    r = CliRunner().invoke(app, ["bench", "pipeline", "--video", str(video), "--repeat", "2", "--videos", "2", "--set", "stages=[ingest]", "--limit", "all", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.strip().splitlines()[-1])
     assert KEYS <= res.keys(), KEYS - res.keys()
-    assert abs(res["media_seconds"] - 4.0) < 0.2
+    assert abs(res["media_seconds"] - 8.0) < 0.4 and res["videos"] == 2  # 2 inputs of 2 copies of 2 s
     assert set(res["stages"]) == {"ingest"} and res["bottleneck"] == "ingest"
     assert {"seconds", "items_per_s", "items", "unit"} <= res["stages"]["ingest"].keys()
     assert res["engine_limits"]["ingest"]["realtime"] > 0 and res["bottleneck_limit_realtime"] == res["engine_limits"]["ingest"]["realtime"]

@@ -48,3 +48,13 @@ def test_bench_pipeline_rejects_an_unknown_limit(tmp_path):
     video = make_video(tmp_path / "talk.mp4", seconds=1.0, size=(64, 48))
     r = CliRunner().invoke(app, ["bench", "pipeline", "--video", str(video), "--limit", "facez", "--json"])
     assert r.exit_code == 2 and "facez" in r.output
+
+
+def test_gpu_production_config_loads():
+    from flameqa.config import load_config
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "pipelines" / "flameqa.yaml")
+    assert cfg.speech.device == "cuda" and cfg.fit.device == "cuda" and cfg.speech.asr_backend == "faster-whisper"
+    assert "large" in cfg.speech.asr_model
+    assert cfg.runner.stage_workers["faces"] == 16 and cfg.runner.concurrent_stages

@@ -8,6 +8,8 @@ hash is skipped on rerun; ``overwrite`` redoes it. A stage that raises on a batc
 clip at a time; a clip that still fails becomes failed rows (``Stage.on_error``), never a lost clip.
 A stage that cannot start (a bad model file, a missing weight) fails its shards with that one
 error and the stages after it are not run; a worker process that dies fails only its shards.
+The local executor starts each stage as soon as the stages whose tables it reads are done
+(``runner.concurrent_stages``): speech runs beside faces, speakers beside fit.
 Crash tests kill runs at exact places through ``$FLAMEQA_TEST_KILL_AT`` (see ``shards.fault_point``).
 """
 

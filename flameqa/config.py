@@ -139,20 +139,21 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None, **top: Any) -> PipelineConfig:
-    """Load a pipeline YAML (or defaults), apply ``section.key=value`` overrides, validate."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"pipeline config {path} does not exist") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"pipeline config {path} is not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"pipeline config {path} must be a mapping of sections, got {type(raw).__name__}")
+def read_yaml_sections(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """Read a YAML mapping of sections; ConfigError naming ``what`` and the file otherwise."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path} must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a raw config mapping in place (and return it)."""
     for item in overrides or []:
         keys, value = parse_override(item)
         d = raw
@@ -161,6 +162,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             if not isinstance(d, dict):
                 raise ConfigError(f"override {item!r}: {k!r} is not a section")
         d[keys[-1]] = value
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None, **top: Any) -> PipelineConfig:
+    """Load a pipeline YAML (or defaults), apply ``section.key=value`` overrides, validate."""
+    raw: dict[str, Any] = read_yaml_sections(path, "pipeline config") if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    apply_overrides(raw, overrides)
     for k, v in top.items():
         if v is not None:
             raw[k] = v

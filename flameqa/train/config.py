@@ -185,31 +185,14 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def load_train_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a train YAML (or defaults), apply its ``preset`` then ``section.key=value`` overrides."""
-    from flameqa.config import ConfigError, parse_override
+    from flameqa.config import ConfigError, apply_overrides, read_yaml_sections
 
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise TrainConfigError(f"train config {path} does not exist") from None
-        except yaml.YAMLError as e:
-            raise TrainConfigError(f"train config {path} is not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise TrainConfigError(f"train config {path} must be a mapping of sections, got {type(raw).__name__}")
-    for item in overrides or []:
-        try:
-            keys, value = parse_override(item)
-        except ConfigError as e:
-            raise TrainConfigError(str(e)) from None
-        d = raw
-        for k in keys[:-1]:
-            d = d.setdefault(k, {})
-            if not isinstance(d, dict):
-                raise TrainConfigError(f"override {item!r}: {k!r} is not a section")
-        d[keys[-1]] = value
+    source = str(path) if path is not None else "defaults"
+    try:
+        raw: dict[str, Any] = read_yaml_sections(path, "train config") if path is not None else {}
+        apply_overrides(raw, overrides)
+    except ConfigError as e:
+        raise TrainConfigError(str(e)) from None
     preset = raw.get("preset", "cpu")
     if preset not in PRESETS:
         raise TrainConfigError(f"{source}: preset must be one of {sorted(PRESETS)}, got {preset!r}")

@@ -20,13 +20,36 @@ def test_corrupt_cached_bundle_is_refused(tmp_path):
 
 def test_video_mode_tolerates_repeated_timestamps_and_restarts_per_clip(landmarker, grid_frames):
     frames = grid_frames["bbaf2n"].frames[:6]
-    for _ in range(2):  # a second clip restarts at t=0 on a fresh graph
+    for _ in range(2):  # a second clip restarts at t=0 (the graph maps it past the first clip's times)
         landmarker.start_clip()
         out = [landmarker.detect(f, 0) for f in frames]  # same timestamp every frame
         assert [f.n for f in out] == [1] * 6
         f = out[-1]
         assert f.landmarks.shape == (1, 478, 3) and f.blendshapes.shape == (1, 52) and f.transform.shape == (1, 4, 4)
         assert 0.3 < f.det_score[0] <= 1.0
+
+
+def test_start_clip_cuts_tracking_like_a_fresh_graph(bundle, grid_frames):
+    """One graph serves every clip: after start_clip a clip's landmarks equal a fresh graph's, and
+    closing no graph per clip means native memory does not grow with the number of clips."""
+    from flameqa.vision.landmarker import FaceLandmarker
+
+    a_frames, b_frames = grid_frames["bbaf2n"].frames[:8], list(grid_frames.values())[-1].frames[:8]
+
+    def clip(lm, frames):
+        lm.start_clip()
+        return np.stack([lm.detect(f, 40 * i).landmarks[0] for i, f in enumerate(frames)])
+
+    with FaceLandmarker() as shared:
+        clip(shared, a_frames)
+        after = clip(shared, b_frames)
+        graph = shared._lm
+        for _ in range(3):
+            clip(shared, a_frames[:2])
+        assert shared._lm is graph  # no graph per clip
+    with FaceLandmarker() as fresh:
+        alone = clip(fresh, b_frames)
+    np.testing.assert_array_equal(after, alone)
 
 
 def test_full_size_maps_a_downscaled_frame_back(landmarker, grid_frames):

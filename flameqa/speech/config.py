@@ -97,7 +97,11 @@ class SpeechConfig(Config):
     diarization_backend: Literal["embeddings", "pyannote", "none"] = "embeddings"
     """embeddings: VAD + resemblyzer d-vectors + clustering; pyannote: optional extra; none: one speaker."""
     num_speakers: int | None = None
-    """Known number of speakers per clip; None estimates it."""
+    """Known number of speakers per clip (per run of shots with ``span_shots``); None estimates it."""
+    span_shots: bool = True
+    """Transcribe and diarize a video's adjacent shots as one recording: Whisper's 30-s windows are
+    filled instead of padded (a 3-s shot alone costs a whole window), sentences across a cut stay
+    whole, and speaker labels are shared by the video's shots. False: every shot alone."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     allow_download: bool = False
     """Let model names resolve on the Hugging Face hub (never in tests or the default run)."""

@@ -222,3 +222,50 @@ def test_import_stays_light():
     code = "import sys, flameqa, flameqa.speech.stage, flameqa.speech.config, flameqa.cli; bad = [m for m in ('torch', 'faster_whisper', 'silero_vad', 'resemblyzer', 'librosa') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_adjacent_shots_are_transcribed_as_one_recording(tmp_path, tiny_pipeline, dialogue_wav):
+    """A video cut into shots gives the words of the uncut recording, each in the shot holding it,
+    with speaker labels shared across the cuts; span_shots=False transcribes every shot alone."""
+    from flameqa.speech.stage import SpeechStage, shot_runs
+    from flameqa.stages.base import StageContext
+
+    dlg, truth = dialogue_wav
+    end = truth[-1].end_s + 0.5
+    cuts = [0.0, truth[1].start_s + 0.8, truth[3].start_s + 0.5, end]  # cuts inside the 2nd and 4th turns
+    shots = [_clip(f"dlg.c{i:03d}", str(dlg), a, b) for i, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+    assert shot_runs(list(reversed(shots))) == [[2, 1, 0]]  # adjacent, sorted by time
+    assert shot_runs([shots[0], shots[2]]) == [[0], [1]]  # a gap ends the run
+
+    def stage_for(span: bool) -> SpeechStage:
+        stage = SpeechStage.__new__(SpeechStage)  # reuse the session's loaded models
+        stage.config = tiny_pipeline.config.model_copy(update={"span_shots": span})
+        stage.ctx, stage.pipeline = StageContext(out=tmp_path), tiny_pipeline
+        stage._status, stage._seconds, stage._audio_s = __import__("collections").Counter(), __import__("collections").Counter(), 0.0
+        return stage
+
+    whole = tiny_pipeline.process(dlg, 0.0, end)
+    stage = stage_for(True)
+    assert stage.group_key == "video_id"
+    out = stage(conform("clips", shots), {})
+    words = out["words"].to_pylist()
+    assert [w["word"] for w in words] == [w.word.word for w in whole.words]
+    for w in words:  # every word lies (by its midpoint) in its shot
+        (shot,) = [s for s in shots if s["clip_id"] == w["clip_id"]]
+        assert shot["start_s"] - 1e-6 <= (w["start_s"] + w["end_s"]) / 2 <= shot["end_s"] + 1e-6
+    speech = out["speech"].to_pylist()
+    assert {r["clip_id"] for r in speech} == {s["clip_id"] for s in shots} and all(r["status"] == "ok" for r in speech)
+    for s in shots:  # turns are cut at the shots' bounds and numbered per shot
+        rows = [r for r in speech if r["clip_id"] == s["clip_id"]]
+        assert [r["turn_id"] for r in rows] == list(range(len(rows)))
+        assert all(s["start_s"] - 1e-3 <= r["start_s"] < r["end_s"] <= s["end_s"] + 1e-3 for r in rows)  # times rounded to ms
+    # the 2nd turn runs across the first cut: same speaker on both sides, one label per voice
+    first_cut = cuts[1]
+    across = [r for r in speech if abs(r["end_s"] - first_cut) < 1e-3 or abs(r["start_s"] - first_cut) < 1e-3]
+    assert len(across) == 2 and across[0]["speaker"] == across[1]["speaker"]
+    assert len({r["speaker"] for r in speech}) == 2
+
+    alone = stage_for(False)
+    assert alone.group_key == "clip_id"
+    per_shot = alone(conform("clips", shots), {})["speech"].to_pylist()
+    assert {r["clip_id"] for r in per_shot} == {s["clip_id"] for s in shots}

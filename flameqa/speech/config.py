@@ -64,11 +64,23 @@ class DiarizationConfig(Config):
     clustering: Literal["spectral", "agglomerative"] = "spectral"
     min_speakers: int = 1
     max_speakers: int = 8
-    single_speaker_similarity: float = 0.75
-    """Estimating the count: k clusters are accepted only while every pair's mean d-vectors are less
-    alike than this (cosine). Measured: one real speaker split in two scores 0.79-0.91, two espeak
-    voices 0.68, but AMI's two far-field speakers 0.86 — resemblyzer cannot count those, so the
-    estimate is conservative (prefers one speaker); give ``num_speakers`` when you know it."""
+    distinct_voice_similarity: float = 0.75
+    """Estimating the count: k clusters are accepted outright while every pair's mean d-vectors are
+    less alike than this (cosine). Measured: two espeak voices 0.68, two GRID talkers 0.50-0.68, but
+    one real speaker split in two 0.80-0.91 and AMI's two far-field speakers 0.86 — above this
+    threshold only :attr:`turn_taking_similarity` with turn-taking can still find two speakers."""
+    turn_taking_similarity: float = 0.92
+    """Two clusters more alike than ``distinct_voice_similarity`` but at most this alike count as two
+    speakers when they take turns (see ``min_speaker_changes``). Above it the halves are as alike as
+    one synthetic voice's sentences (espeak, one voice split in two: 0.94)."""
+    min_speaker_changes: int = 3
+    """Turn-taking: the voice must change at least this often (3 = A B A B: both voices come back).
+    One voice split by drift or a change of register measured 1-2 changes (jfk, cards, GRID, an AMI
+    monologue); AMI's two 30 s conversations 6 each, their 15-20 s crops 3-7 (1 where a crop holds
+    a single hand-over, which then counts as one speaker unless the voices differ clearly)."""
+    turn_taking_min_run_s: float = 0.75
+    """Turn-taking: only runs of one voice at least this long (speech seconds) count as turns; shorter
+    ones are blips of the clustering (the d-vector window is 1 s)."""
     pruning: float = 0.5
     """Affinity refinement for spectral clustering: per row, similarities below this quantile are damped."""
     switch_penalty: float = 0.3

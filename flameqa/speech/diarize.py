@@ -2,7 +2,8 @@
 
 Default (``embeddings``): VAD speech spans → resemblyzer d-vectors (256-d, from 1 s windows every
 0.25 s) → clustering (spectral on a pruned cosine affinity; the speaker count is given, or grown
-while every pair of clusters has clearly different mean voices) → Viterbi re-segmentation against the speaker centroids → turns.
+while every pair of clusters has clearly different mean voices, or two when a split of similar
+voices shows turn-taking) → Viterbi re-segmentation against the speaker centroids → turns.
 Optional ``pyannote`` backend (pyannote.audio pipeline) with the same :class:`Turn` output.
 
 The clustering and turn-building functions are pure numpy (no I/O); the encoder classes hold models.
@@ -169,40 +170,92 @@ def _cluster_k(X: np.ndarray, k: int, method: str, pruning: float) -> np.ndarray
     return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=0, assign_labels="kmeans", n_init=10).fit(A).labels_
 
 
-def cluster_speakers(E: np.ndarray, num_speakers: int | None, cfg: DiarizationConfig) -> np.ndarray:
+def cluster_speakers(E: np.ndarray, num_speakers: int | None, cfg: DiarizationConfig, windows: Sequence[EmbWindow] | None = None) -> np.ndarray:
     """Speaker label per d-vector row of E (W, 256). Labels are 0..K-1.
 
-    One speaker when ``num_speakers == 1``, or (estimating) when a 2-way split yields two mean
-    d-vectors more alike than ``cfg.single_speaker_similarity``. Otherwise rows are centred (the
-    clip-wide mean carries channel and room, not identity) and clustered.
+    Rows are centred (the clip-wide mean carries channel and room, not identity) and clustered.
+    Estimating the count (``num_speakers`` None):
+
+    1. k grows while every pair of the k clusters has mean d-vectors less alike than
+       ``cfg.distinct_voice_similarity`` (clearly different voices: no more evidence needed);
+    2. if no two clusters are that different, two speakers are still accepted when the 2-way split
+       shows turn-taking (:func:`turn_taking_split`; needs ``windows``, the rows' time windows);
+    3. otherwise one speaker.
     """
     n = len(E)
     if n == 0:
         return np.zeros(0, int)
     if num_speakers == 1 or n < 3:
         return np.zeros(n, int)
-    Xr = l2n(E)
     Xc = l2n(E - E.mean(0))
     if num_speakers is None:
-        # grow k while every pair of the k clusters still sounds like different people
         best = np.zeros(n, int)
         for k in range(2, min(cfg.max_speakers, n - 1) + 1):
             lab = _cluster_k(Xc, k, cfg.clustering, cfg.pruning)
             counts = np.bincount(lab, minlength=k)
             if counts.min() < 2:
                 break
-            C = l2n(np.stack([E[lab == j].mean(0) for j in range(k)]))
-            sim = float(np.max(C @ C.T - 2 * np.eye(k)))
-            log.debug("k=%d: most alike centroids cosine %.3f (same speaker above %.3f)", k, sim, cfg.single_speaker_similarity)
-            if sim > cfg.single_speaker_similarity:
+            sim = float(np.max(centroid_similarity(E, lab) - 2 * np.eye(k)))
+            log.debug("k=%d: most alike centroids cosine %.3f (distinct below %.3f)", k, sim, cfg.distinct_voice_similarity)
+            if sim > cfg.distinct_voice_similarity:
                 break
             best = lab
+        if best.max() == 0 and windows is not None and cfg.max_speakers >= 2:
+            two = turn_taking_split(E, windows, cfg)
+            if two is not None:
+                best = two
         if best.max() + 1 >= max(1, cfg.min_speakers):
             return best
         k = cfg.min_speakers
     else:
         k = num_speakers
     return _cluster_k(Xc, min(k, n), cfg.clustering, cfg.pruning)
+
+
+def centroid_similarity(E: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(K, K) cosine similarity of the clusters' mean raw d-vectors (labels 0..K-1, none empty)."""
+    C = l2n(np.stack([E[labels == j].mean(0) for j in range(int(labels.max()) + 1)]))
+    return C @ C.T
+
+
+def speaker_changes(windows: Sequence[EmbWindow], labels: np.ndarray, min_run_s: float) -> int:
+    """How often the label changes along time between runs of one label lasting ``min_run_s`` or more.
+
+    A run is everything a label holds until another label speaks (pauses included); shorter runs
+    (blips of a window or two) are ignored, so A, blip B, A is one run of A.
+    """
+    runs: list[list] = []  # [label, seconds of speech]
+    for lab, s, e in labelled_segments(windows, labels):
+        if runs and runs[-1][0] == lab:
+            runs[-1][1] += e - s
+        else:
+            runs.append([lab, e - s])
+    kept = [lab for lab, dur in runs if dur >= min_run_s]
+    return sum(a != b for a, b in zip(kept, kept[1:]))
+
+
+def turn_taking_split(E: np.ndarray, windows: Sequence[EmbWindow], cfg: DiarizationConfig) -> np.ndarray | None:
+    """Labels of a 2-speaker split of E (W, 256) when it looks like a conversation, else None.
+
+    d-vectors alone cannot tell two similar voices (AMI's far-field pair: centroid cosine 0.86)
+    from one voice split by drift or sentence content (0.80-0.91 measured). Time can: a voice
+    that drifts or changes register once splits into one or two long runs (A B, A B A), while a
+    conversation hands the floor back and forth. So the split (re-segmented as the final labels
+    are) counts as two speakers when its centroids are no more alike than
+    ``cfg.turn_taking_similarity`` and the voice changes at least ``cfg.min_speaker_changes``
+    times between runs of ``cfg.turn_taking_min_run_s`` or longer (A B A B: both voices come back).
+    """
+    if len(E) < 4:
+        return None
+    lab = _cluster_k(l2n(E - E.mean(0)), 2, cfg.clustering, cfg.pruning)
+    lab = resegment(E, lab, windows, cfg)
+    if lab.max() < 1:
+        return None
+    sim = float(centroid_similarity(E, lab)[0, 1])
+    changes = speaker_changes(windows, lab, cfg.turn_taking_min_run_s)
+    ok = sim <= cfg.turn_taking_similarity and changes >= cfg.min_speaker_changes
+    log.debug("2-way split: centroid cosine %.3f (two voices at most %.3f), %d changes (need %d): %s", sim, cfg.turn_taking_similarity, changes, cfg.min_speaker_changes, "two speakers" if ok else "one")
+    return lab if ok else None
 
 
 def viterbi_labels(sim: np.ndarray, switch_cost: np.ndarray) -> np.ndarray:
@@ -359,12 +412,12 @@ class EmbeddingDiarizer:
         if len(wins) > c.max_cluster_windows:
             # cluster an even subsample, give every window its nearest centroid (bounded O(W²) affinity)
             idx = np.linspace(0, len(wins) - 1, c.max_cluster_windows).round().astype(int)
-            sub = cluster_speakers(E[idx], num_speakers, c)
+            sub = cluster_speakers(E[idx], num_speakers, c, [wins[i] for i in idx])
             Xc = l2n(E - E[idx].mean(0))
             C = np.stack([l2n(Xc[idx][sub == k].mean(0)) for k in range(int(sub.max()) + 1)])
             labels = (Xc @ C.T).argmax(1)
         else:
-            labels = cluster_speakers(E, num_speakers, c)
+            labels = cluster_speakers(E, num_speakers, c, wins)
         labels = resegment(E, labels, wins, c)
         turns = build_turns(labelled_segments(wins, labels), c)
         Xr = l2n(E)

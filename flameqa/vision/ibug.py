@@ -11,8 +11,12 @@ How each group corresponds (MediaPipe indices from its canonical face mesh topol
   differently, so no fixed vertex matches 1-7 and 9-15. The map resamples the oval at equal arc
   length: 9 points from 127 to the chin 152 through
   ``127 234 93 132 58 172 136 150 149 176 148 152`` and 9 from 356 to 152 through
-  ``356 454 323 361 288 397 365 379 378 400 377 152``. With a turned head iBUG follows the
-  silhouette while MediaPipe's oval stays on the surface: this group has the largest error.
+  ``356 454 323 361 288 397 365 379 378 400 377 152``. iBUG follows the visible outline, and with
+  a turned head the far cheek, not the oval (which turns behind it), makes that outline: each oval
+  vertex is therefore first pushed out, along the ray from the mesh centroid through it, onto the
+  convex hull of the projected mesh — the mesh's own silhouette, convex on the lower face. On a
+  frontal face the hull runs along the oval and nothing moves. This group still has the largest
+  error: the mesh ends at the cheek where the annotated outline may lie on hair or ear.
 * **Brows 17-26** — MediaPipe has two rows per brow, above (70 63 105 66 107 / 336 296 334 293 300)
   and below (46 53 52 65 55 / 285 295 282 283 276) the hairs; iBUG points lie on the brow, so
   each point is the mean of the vertically paired vertices (the brow's mid-line).
@@ -71,14 +75,50 @@ def _resample(poly: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(t, s, poly[:, d]) for d in range(poly.shape[1])], axis=1)
 
 
+def _on_silhouette(mesh: np.ndarray, chain: tuple[int, ...]) -> np.ndarray:
+    """Vertices ``chain`` of one face ``[478, D]`` moved out onto the convex hull of its 468 mesh
+    vertices (x, y), each along the ray from the centroid through it → ``[len(chain), D]``.
+
+    The point on a hull edge interpolates all D coordinates of the edge's two vertices. A vertex
+    on the hull stays where it is; degenerate meshes (all points on a line) are returned as is.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    xy = mesh[:468, :2]
+    try:
+        hull = ConvexHull(xy).vertices  # counter-clockwise
+    except (QhullError, ValueError):
+        return mesh[list(chain)].copy()
+    a, b = mesh[hull], mesh[np.roll(hull, -1)]  # hull edges a → b, [E, D]
+    c = xy.mean(axis=0)
+    d = mesh[list(chain), :2] - c  # ray directions [K, 2]
+    e = (b - a)[:, :2]  # [E, 2]
+    w = a[:, :2] - c  # [E, 2]
+    # c + t·d = a + u·e  ⇔  t·d − u·e = w; Cramer's rule for every (ray k, edge j): [K, E]
+    det = -d[:, None, 0] * e[None, :, 1] + d[:, None, 1] * e[None, :, 0]
+    ok = np.abs(det) > 1e-12
+    det = np.where(ok, det, 1.0)
+    t = (-w[None, :, 0] * e[None, :, 1] + w[None, :, 1] * e[None, :, 0]) / det
+    u = (d[:, None, 0] * w[None, :, 1] - d[:, None, 1] * w[None, :, 0]) / det
+    hit = ok & (t > 0) & (u >= -1e-9) & (u <= 1 + 1e-9)
+    # the centroid is inside the hull, so each ray leaves it through exactly one edge (two at a
+    # hull vertex, same point): take the farthest hit
+    j = np.where(hit, t, -np.inf).argmax(axis=1)
+    uj = np.clip(u[np.arange(len(chain)), j], 0.0, 1.0)[:, None]
+    out = a[j] + uj * (b[j] - a[j])
+    missed = ~hit.any(axis=1)  # only for a vertex at the centroid itself
+    out[missed] = mesh[np.asarray(chain)[missed]]
+    return out
+
+
 def to_ibug68(landmarks: np.ndarray) -> np.ndarray:
     """MediaPipe landmarks ``[..., 478, D]`` → iBUG-68 points ``[..., 68, D]`` (same units)."""
     lm = np.asarray(landmarks, np.float64)
     flat = lm.reshape(-1, lm.shape[-2], lm.shape[-1])
     out = np.empty((flat.shape[0], 68, lm.shape[-1]))
     for b, f in enumerate(flat):
-        left = _resample(f[list(JAW_LEFT)], 9)  # 0 … 8 (chin)
-        right = _resample(f[list(JAW_RIGHT)], 9)  # 16 … 8
+        left = _resample(_on_silhouette(f, JAW_LEFT), 9)  # 0 … 8 (chin)
+        right = _resample(_on_silhouette(f, JAW_RIGHT), 9)  # 16 … 8
         out[b, :9] = left
         out[b, 9:17] = right[::-1][1:]
     for k, idx in IBUG_FROM_MEDIAPIPE.items():

@@ -310,9 +310,19 @@ class FaceLandmarker:
           ``recenter`` × its size centred on it, the framing the landmark model sees when it
           tracks a face in video (a face at a tile's edge gets a worse detector box). Faces found
           in the full image are kept as they are.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB; a grayscale ``[H, W]`` or ``[H, W, 1]`` image (archive
+                photos often are) is expanded to RGB (MediaPipe's SRGB image takes exactly 3 channels).
         """
         import mediapipe as mp
 
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"detect_image expects an [H, W, 3] RGB or [H, W] grayscale image, got shape {image.shape}")
         if self._image_lm is None:
             from mediapipe.tasks.python import vision
 

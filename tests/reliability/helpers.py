@@ -94,7 +94,8 @@ def run_flameqa(args: Iterable[str], kill_at: str | None = None, env: dict[str, 
     e = dict(env or base_env())
     if kill_at:
         e[sh.KILL_ENV] = kill_at
-    p = subprocess.run([sys.executable, "-m", "flameqa", *args], cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
+    # cwd is the snapshot: `python -m` puts the working directory first on sys.path, before PYTHONPATH
+    p = subprocess.run([sys.executable, "-m", "flameqa", *args], cwd=code_root(), env=e, capture_output=True, text=True, timeout=timeout)
     return CliResult(args, p.returncode, p.stdout, p.stderr, kill_at)
 
 

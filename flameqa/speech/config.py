@@ -39,8 +39,10 @@ class AsrConfig(Config):
     """Threads for CTranslate2 on CPU; 0 = its default (all cores, at most 4)."""
     window_s: float = 300.0
     """Speech is transcribed in windows of at most this span, cut in silences (bounded memory)."""
-    chunk_pad_s: float = 0.4
-    """Silence kept around each VAD segment when speech chunks are concatenated for Whisper."""
+    chunk_pad_s: float = 1.0
+    """Silence kept around each VAD segment when speech chunks are concatenated for Whisper. Whisper
+    reads a cut close to speech as part of a word: at 0.4-0.8 s, base heard GRID's "f two now" as
+    "f tuner" (3 of its 11 errors on jfk+GRID+cards); at 1.0 s it matches the uncut clip."""
     chunk_merge_gap_s: float = 2.0
     """VAD segments closer than this are sent as one chunk (Whisper keeps the context)."""
     vad_filter: bool = True

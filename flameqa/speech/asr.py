@@ -101,11 +101,16 @@ def resolve_whisper_model(spec: str, allow_download: bool = False) -> Path:
 # windows and chunks
 
 
-def plan_windows(speech: Sequence[Span], window_s: float, start_s: float, end_s: float) -> list[tuple[float, float, list[Span]]]:
+def plan_windows(
+    speech: Sequence[Span], window_s: float, start_s: float, end_s: float, margin_s: float = 1.0
+) -> list[tuple[float, float, list[Span]]]:
     """Group speech spans into windows ``(w0, w1, spans)`` of at most ``window_s`` seconds.
 
     Windows start and end in silence (between spans, with a small margin), so no span is cut; a
-    single span longer than ``window_s`` gets a window of its own.
+    single span longer than ``window_s`` gets a window of its own. Each window is widened into the
+    surrounding silence by up to ``margin_s`` (keep it ≥ ``AsrConfig.chunk_pad_s``, or the chunk
+    padding has no audio to take): the whole margin at the ends of ``[start_s, end_s]``, half the
+    gap between two windows (they share it).
     """
     out: list[tuple[float, float, list[Span]]] = []
     cur: list[Span] = []
@@ -116,12 +121,14 @@ def plan_windows(speech: Sequence[Span], window_s: float, start_s: float, end_s:
         cur.append((s, e))
     if cur:
         out.append((cur[0][0], cur[-1][1], cur))
-    # widen into the surrounding silence (half the gap, at most 1 s) so chunk padding has audio
     res = []
     for i, (w0, w1, sp) in enumerate(out):
-        lo = out[i - 1][1] if i else start_s
-        hi = out[i + 1][0] if i + 1 < len(out) else end_s
-        res.append((max(lo, w0 - min(1.0, (w0 - lo) / 2)), min(hi, w1 + min(1.0, (hi - w1) / 2)), sp))
+        # halving the silence before the first / after the last window (nobody shares it) cut
+        # Whisper's lead-in on short clips: cards 001 started 50 ms before its first word
+        # ("ten of close"), GRID bbaf2n lost its tail ("f two now" → "tuner")
+        pre = min(margin_s, (w0 - out[i - 1][1]) / 2) if i else min(margin_s, w0 - start_s)
+        post = min(margin_s, (out[i + 1][0] - w1) / 2) if i + 1 < len(out) else min(margin_s, end_s - w1)
+        res.append((w0 - max(0.0, pre), w1 + max(0.0, post), sp))
     return res
 
 

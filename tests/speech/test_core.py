@@ -22,6 +22,15 @@ def test_plan_windows_cut_in_silence():
     assert len(plan_windows([(0.0, 100.0)], 60.0, 0.0, 100.0)) == 1
 
 
+def test_plan_windows_keep_the_clip_edges_silence():
+    # nobody shares the silence before the first / after the last window: it is kept whole (≤ margin)
+    assert plan_windows([(0.9, 2.2)], 300.0, 0.0, 2.95) == [(0.0, 2.95, [(0.9, 2.2)])]
+    assert plan_windows([(3.0, 4.0)], 300.0, 0.0, 10.0, margin_s=1.0) == [(2.0, 5.0, [(3.0, 4.0)])]
+    # between two windows each takes half the gap
+    (a0, a1, _), (b0, b1, _) = plan_windows([(1.0, 2.0), (3.0, 4.0)], 1.5, 0.0, 5.0)
+    assert (a0, a1, b0, b1) == (0.0, 2.5, 2.5, 5.0)
+
+
 def test_chunk_map_back_to_original_times():
     m = _ChunkMap([(1.0, 3.0), (10.0, 11.0)])
     assert m.to_orig(0.5, m.index(0.5)) == 1.5

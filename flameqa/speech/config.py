@@ -81,8 +81,8 @@ class DiarizationConfig(Config):
     monologue); AMI's two 30 s conversations 6 each, their 15-20 s crops 3-7 (1 where a crop holds
     a single hand-over, which then counts as one speaker unless the voices differ clearly)."""
     turn_taking_min_run_s: float = 0.75
-    """Turn-taking: only runs of one voice at least this long (speech seconds) count as turns; shorter
-    ones are blips of the clustering (the d-vector window is 1 s)."""
+    """Turn-taking: only runs of one voice lasting at least this long (seconds, pauses inside included)
+    count as turns; shorter ones are blips of the clustering (the d-vector window is 1 s)."""
     pruning: float = 0.5
     """Affinity refinement for spectral clustering: per row, similarities below this quantile are damped."""
     switch_penalty: float = 0.3

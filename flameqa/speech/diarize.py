@@ -221,16 +221,17 @@ def centroid_similarity(E: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def speaker_changes(windows: Sequence[EmbWindow], labels: np.ndarray, min_run_s: float) -> int:
     """How often the label changes along time between runs of one label lasting ``min_run_s`` or more.
 
-    A run is everything a label holds until another label speaks (pauses included); shorter runs
-    (blips of a window or two) are ignored, so A, blip B, A is one run of A.
+    A run is everything a label holds until another label speaks, pauses included, measured from
+    its first to its last labelled second (so an evenly subsampled clip measures the same); shorter
+    runs (blips of a window or two) are ignored, so A, blip B, A is one run of A.
     """
-    runs: list[list] = []  # [label, seconds of speech]
+    runs: list[list] = []  # [label, start_s, end_s]
     for lab, s, e in labelled_segments(windows, labels):
         if runs and runs[-1][0] == lab:
-            runs[-1][1] += e - s
+            runs[-1][2] = max(runs[-1][2], e)
         else:
-            runs.append([lab, e - s])
-    kept = [lab for lab, dur in runs if dur >= min_run_s]
+            runs.append([lab, s, e])
+    kept = [lab for lab, s, e in runs if e - s >= min_run_s]
     return sum(a != b for a, b in zip(kept, kept[1:]))
 
 

@@ -31,6 +31,7 @@ from tests.reliability.helpers import (
     STAGE_TABLES,
     STAGES,
     base_env,
+    code_root,
     compare_outputs,
     leftover_temps,
     pipeline_args,
@@ -38,7 +39,6 @@ from tests.reliability.helpers import (
     seed_from,
     visible_problems,
 )
-from tests.conftest import ROOT
 
 FAST = [
     ("ingest", "ingest:write:1"),  # videos shard renamed, clips shard not written
@@ -67,7 +67,7 @@ def kill_and_resume(clean, work: Path, stage: str, kill_at: str | None, drop: li
         r = run_flameqa(args, kill_at=kill_at)
         assert r.killed, f"the kill point was not reached: {r.describe()}"
     else:
-        p = subprocess.Popen([sys.executable, "-m", "flameqa", *args], cwd=ROOT, env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen([sys.executable, "-m", "flameqa", *args], cwd=code_root(), env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             p.wait(timeout=kill_after_s)
         except subprocess.TimeoutExpired:

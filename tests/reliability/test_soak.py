@@ -18,13 +18,13 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.reliability.conftest import TALLY_NOTES, note_float_diffs, tally
 from tests.reliability.helpers import (
     POINTS,
     STAGE_TABLES,
     STAGES,
     base_env,
+    code_root,
     compare_outputs,
     leftover_temps,
     pipeline_args,
@@ -59,7 +59,7 @@ def test_soak_interrupted_runs_end_like_a_clean_run(clean_run, tmp_path):
             what = f"kill at {spec}"
         elif mode == "moment":
             delay = rng.uniform(1.0, max(2.0, clean_run.seconds))
-            p = subprocess.Popen([sys.executable, "-m", "flameqa", *args], cwd=ROOT, env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p = subprocess.Popen([sys.executable, "-m", "flameqa", *args], cwd=code_root(), env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 rc = p.wait(timeout=delay)
             except subprocess.TimeoutExpired:

@@ -74,7 +74,10 @@ class DiarizationConfig(Config):
     turn_taking_similarity: float = 0.92
     """Two clusters more alike than ``distinct_voice_similarity`` but at most this alike count as two
     speakers when they take turns (see ``min_speaker_changes``). Above it the halves are as alike as
-    one synthetic voice's sentences (espeak, one voice split in two: 0.94)."""
+    one synthetic voice's sentences (espeak, one voice split in two: 0.94). Set it to
+    ``distinct_voice_similarity`` to turn turn-taking evidence off: a monologue whose register
+    changes back and forth (or the same recording played twice: jfk twice counts 2) is then never
+    split, but similar voices in a conversation (AMI) count as one."""
     min_speaker_changes: int = 3
     """Turn-taking: the voice must change at least this often (3 = A B A B: both voices come back).
     One voice split by drift or a change of register measured 1-2 changes (jfk, cards, GRID, an AMI

@@ -245,6 +245,7 @@ def turn_taking_split(E: np.ndarray, windows: Sequence[EmbWindow], cfg: Diarizat
     are) counts as two speakers when its centroids are no more alike than
     ``cfg.turn_taking_similarity`` and the voice changes at least ``cfg.min_speaker_changes``
     times between runs of ``cfg.turn_taking_min_run_s`` or longer (A B A B: both voices come back).
+    Its blind spot: one voice that goes back and forth between two registers looks the same.
     """
     if len(E) < 4:
         return None

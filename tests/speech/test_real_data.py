@@ -52,8 +52,15 @@ def test_wer_tiny_en(tiny_pipeline):
 def test_wer_base(base_pipeline):
     res = pooled_wer(base_pipeline)
     log.warning("WER base int8 jfk+GRID+cards: %.2f%% (%d/%d) %s", 100 * res["wer"], res["errors"], res["ref_words"], res["per_set"])
+    # guards the fix of the chunk cuts (15.1 % before: GRID bbaf2n "f two now" → "of tuner")
+    assert res["wer"] <= 0.12, res["items"]
     if res["wer"] > 0.07:
-        pytest.xfail(f"base WER {res['wer']:.1%} misses the 7 % target (see the report: clubs→cloves, 'bin blue at'→'bimble')")
+        # The rest are mishearings tiny.en shares ("clubs" → close/clothes, "c two" → "sea to",
+        # "bin blue at" → "bimble"); none moved with beam 1-10, fp32, temperature 0, timestamps on/off,
+        # padding or the uncut clip: the model's, not the pipeline's or the scoring's. 7 % of these
+        # 73 words is ≤ 5 errors; the multilingual base makes 8, tiny.en 6.
+        wrong = [f"{i['id']}: {i['ref']!r} → {i['hyp']!r}" for i in res["items"] if i["wer"] > 0]
+        pytest.xfail(f"base WER {res['wer']:.1%} misses the 7 % target: {wrong}")
 
 
 @pytest.mark.parametrize("given", [2, None])

@@ -39,10 +39,13 @@ class AsrConfig(Config):
     """Threads for CTranslate2 on CPU; 0 = its default (all cores, at most 4)."""
     window_s: float = 300.0
     """Speech is transcribed in windows of at most this span, cut in silences (bounded memory)."""
-    chunk_pad_s: float = 1.0
+    chunk_pad_s: float = 0.9
     """Silence kept around each VAD segment when speech chunks are concatenated for Whisper. Whisper
     reads a cut close to speech as part of a word: at 0.4-0.8 s, base heard GRID's "f two now" as
-    "f tuner" (3 of its 11 errors on jfk+GRID+cards); at 1.0 s it matches the uncut clip."""
+    "f tuner" (3 of its 11 errors on jfk+GRID+cards). Where Whisper's input starts is a chance
+    factor on single utterances, not a monotone one: at 1.0-1.2 s tiny.en garbled one espeak
+    sentence of tests/speech/test_long.py ("sentence number two" → "incentive somewhere"), at
+    0.9 s both read right. Measured over a handful of utterances: treat as a coin, not a law."""
     chunk_merge_gap_s: float = 2.0
     """VAD segments closer than this are sent as one chunk (Whisper keeps the context)."""
     vad_filter: bool = True

@@ -42,10 +42,13 @@ def test_soak_interrupted_runs_end_like_a_clean_run(clean_run, tmp_path):
     log: list[str] = []
     kinds: Counter = Counter()
     crashes = 0
+    complete = False  # whether the previous run finished the whole pipeline
+    full_s = clean_run.seconds  # how long the latest uninterrupted run took (timed kills land inside it)
     for i in range(runs):
         last = i == runs - 1  # the last run is left alone: it must finish what the others left
-        overwrite = not last and rng.random() < 0.5  # a finished OUT only has work again with --overwrite
         mode = "none" if last else rng.choices(["point", "moment", "none"], weights=[6, 4, 1])[0]
+        # a finished OUT only has work again with --overwrite: without it a kill would never land
+        overwrite = not last and ((complete and mode != "none") or rng.random() < 0.3)
         args = pipeline_args(clean_run.manifest, out) + (["--overwrite"] if overwrite else [])
         t0 = time.perf_counter()
         if mode == "point":
@@ -58,7 +61,7 @@ def test_soak_interrupted_runs_end_like_a_clean_run(clean_run, tmp_path):
             rc = run_flameqa(args, kill_at=spec).returncode
             what = f"kill at {spec}"
         elif mode == "moment":
-            delay = rng.uniform(1.0, max(2.0, clean_run.seconds))
+            delay = rng.uniform(1.0, max(2.0, 0.9 * full_s))
             p = subprocess.Popen([sys.executable, "-m", "flameqa", *args], cwd=code_root(), env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 rc = p.wait(timeout=delay)
@@ -70,6 +73,9 @@ def test_soak_interrupted_runs_end_like_a_clean_run(clean_run, tmp_path):
             rc = run_flameqa(args).returncode
             what = "uninterrupted"
         landed = rc == -signal.SIGKILL
+        complete = rc == 0
+        if mode == "none" and rc == 0 and overwrite:
+            full_s = time.perf_counter() - t0
         kinds["killed" if landed else "finished"] += 1
         crashes += int(rc not in (0, -signal.SIGKILL))
         log.append(f"run {i + 1:2d}: {what}{' --overwrite' if overwrite else ''} → {'killed' if landed else f'rc {rc}'} ({time.perf_counter() - t0:.0f} s)")

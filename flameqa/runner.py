@@ -20,7 +20,7 @@ import os
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -354,6 +354,8 @@ def run_stage_local(
         return report
     workers = max(1, min(cfg.runner.stage_workers.get(stage_name, cfg.runner.workers), total))
     if workers == 1:
+        inner = cfg.runner.inner_processes or available_cpus()
+        ctx = replace(ctx, extra={**ctx.extra, "processes": max(1, inner)})
         try:
             stage = cls(cfg.stage_config(stage_name), ctx)
         except Exception as e:  # noqa: BLE001 - a config/model problem: reported, nothing written
@@ -421,6 +423,14 @@ def run_stage_local(
     report.shards.sort(key=lambda r: r.shard)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _start_failed(report: StageReport, todo: list, e: Exception, t0: float) -> StageReport:

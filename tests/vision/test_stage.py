@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from flameqa.io import shards as sh
@@ -251,3 +252,29 @@ def test_yuv_decode_matches_the_reader(bad_videos, name):
     ref = [f for _, _, f in iter_frames(c["path"], rotation=c["rotation"])]
     assert len(ours) == len(ref) and ours[0].shape == ref[0].shape == (288, 360, 3)
     assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(ours, ref)) < 3
+
+
+def test_clips_in_parallel_processes_give_the_same_rows(tmp_path, bundle):
+    """A batch's clips spread over this process and a spawned helper: same rows, same order, same
+    counters as one process; rows over spool_mb come back through a mapped file, none left over."""
+    from flameqa.stages.base import StageContext
+    from flameqa.vision.config import FacesConfig
+    from flameqa.vision.stage import FacesStage
+
+    clips = [clip_row(f"g.c{i:03d}", p, end_s=1.0) for i, p in enumerate(grid_clips()[:3])]
+    batch = pa.Table.from_pylist(clips)
+    res, stats = [], []
+    for processes in (1, 2):
+        stage = FacesStage(FacesConfig(spool_mb=0), StageContext(out=tmp_path, extra={"processes": processes}))
+        try:
+            res.append(stage(batch, {})["faces"])
+            stats.append(stage.marker_extra())
+        finally:
+            stage.close()
+    assert stage._pool is None  # closed with the stage
+    assert res[0].column("clip_id").to_pylist() == [c["clip_id"] for c in clips]
+    assert res[0].equals(res[1])
+    for s in stats:
+        s.pop("seconds"), s.pop("fps")
+    assert stats[0] == stats[1] and stats[0]["frames"] == 75
+    assert not list((tmp_path / "tmp").glob("*"))

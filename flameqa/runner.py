@@ -32,7 +32,7 @@ from flameqa.config import PipelineConfig, config_hash, save_config
 from flameqa.io import shards as sh
 from flameqa.io.schema import conform
 from flameqa.stages import ORDER, STAGES, stage_class
-from flameqa.stages.base import Stage, StageContext
+from flameqa.stages.base import Stage, StageContext, exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +305,7 @@ def _worker_init(stage_name: str, stage_spec: str, cfg: PipelineConfig, ctx: Sta
     from flameqa.logs import setup_logging
 
     setup_logging(os.environ.get("FLAMEQA_LOG", "WARNING"))
+    exit_with_parent()
     _WORKER["cfg"] = cfg
     # the parent's registry entry (``module:Class``): a stage registered at run time works in workers too
     mod, name = stage_spec.split(":")

@@ -58,3 +58,25 @@ class Stage:
 
     def close(self) -> None:
         """Release models/handles (called once by the executor)."""
+
+
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """In a helper process: exit as soon as the process that started it is gone.
+
+    A SIGKILLed run (OOM killer, a user's ``kill -9``, a preempted node) cannot shut its process
+    pools down; their workers would otherwise wait on their task queue for ever, each holding its
+    models in memory. A daemon thread compares the parent pid with the one at start.
+    """
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

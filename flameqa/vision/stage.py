@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 
-from flameqa.stages.base import Stage, StageContext
+from flameqa.stages.base import Stage, StageContext, exit_with_parent
 from flameqa.vision.config import FacesConfig, SpeakersConfig
 
 log = logging.getLogger(__name__)
@@ -427,6 +427,7 @@ def _helper_init(config: FacesConfig, ctx: StageContext) -> None:
     from flameqa.logs import setup_logging
 
     setup_logging(os.environ.get("FLAMEQA_LOG", "WARNING"))
+    exit_with_parent()
     _HELPER["stage"] = FacesStage(config, replace(ctx, extra={**ctx.extra, "processes": 1}))
 
 

@@ -278,3 +278,40 @@ def test_clips_in_parallel_processes_give_the_same_rows(tmp_path, bundle):
         s.pop("seconds"), s.pop("fps")
     assert stats[0] == stats[1] and stats[0]["frames"] == 75
     assert not list((tmp_path / "tmp").glob("*"))
+
+
+def test_helpers_exit_when_the_run_is_killed(tmp_path, bundle):
+    """SIGKILL of a run whose faces stage has a helper pool: the helpers exit too (no orphan
+    holding a FaceLandmarker in memory for ever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    clips = [clip_row(f"g.c{i:03d}", str(p), end_s=0.4) for i, p in enumerate(grid_clips()[:2])]
+    script = f"""
+import os, sys, time, pyarrow as pa
+from pathlib import Path
+from flameqa.stages.base import StageContext
+from flameqa.vision.config import FacesConfig
+from flameqa.vision.stage import FacesStage
+stage = FacesStage(FacesConfig(), StageContext(out=Path({str(tmp_path)!r}), extra={{"processes": 2}}))
+stage(pa.Table.from_pylist({clips!r}), {{}})
+print(" ".join(str(p) for p in stage._pool._processes), flush=True)
+time.sleep(600)
+"""
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        helpers = [int(x) for x in p.stdout.readline().split()]
+        assert helpers and all(psutil.pid_exists(h) for h in helpers)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(psutil.pid_exists(h) and psutil.Process(h).status() != psutil.STATUS_ZOMBIE for h in helpers):
+            time.sleep(0.2)
+        assert not any(psutil.pid_exists(h) and psutil.Process(h).status() != psutil.STATUS_ZOMBIE for h in helpers)
+    finally:
+        p.kill()

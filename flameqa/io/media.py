@@ -227,6 +227,24 @@ def iter_frames(
             log.warning("decode stopped early in %s at %.2fs: %s", path, target, e)
 
 
+def mono_resampler(sample_rate: int):
+    """A PyAV resampler to ``sample_rate`` planar float that keeps the channels (see :func:`mono_samples`)."""
+    import av
+
+    return av.AudioResampler(format="fltp", layout=None, rate=sample_rate)
+
+
+def mono_samples(frame) -> np.ndarray:
+    """float32 mono samples ``[n]`` of a planar frame from :func:`mono_resampler`: channels averaged.
+
+    FFmpeg's own stereo→mono downmix adds the channels at −3 dB each, so a recording with equal
+    channels comes out 1.41× louder than it is (and clips in 16-bit); the mean keeps its level,
+    the same as the WAV reader's.
+    """
+    x = frame.to_ndarray()  # [channels, n]
+    return (x.mean(axis=0) if x.ndim == 2 and x.shape[0] > 1 else x.reshape(-1)).astype(np.float32, copy=False)
+
+
 def extract_audio(path: str | os.PathLike, dest: str | os.PathLike, sample_rate: int = 16000) -> float:
     """Decode the first audio stream to mono 16-bit PCM wav at ``sample_rate`` (temp + rename).
 
@@ -249,13 +267,14 @@ def extract_audio(path: str | os.PathLike, dest: str | os.PathLike, sample_rate:
             w.setsampwidth(2)
             w.setframerate(sample_rate)
             a = container.streams.audio[0]
-            res = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+            res = mono_resampler(sample_rate)
+
             def write(frames):
                 nonlocal n
                 for rf in frames:
-                    buf = rf.to_ndarray().reshape(-1)
+                    buf = mono_samples(rf)
                     n += buf.size
-                    w.writeframes(buf.astype("<i2").tobytes())
+                    w.writeframes(np.clip(np.round(buf * 32768.0), -32768, 32767).astype("<i2").tobytes())
             try:
                 for frame in container.decode(a):
                     write(res.resample(frame))

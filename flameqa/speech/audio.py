@@ -113,6 +113,8 @@ def read_audio(
 def _read_pyav(info: AudioInfo, start_s: float, end_s: float | None) -> np.ndarray:
     import av
 
+    from flameqa.io.media import mono_resampler, mono_samples
+
     parts: list[np.ndarray] = []
     first_t: float | None = None
     with av.open(info.path) as c:
@@ -122,14 +124,14 @@ def _read_pyav(info: AudioInfo, start_s: float, end_s: float | None) -> np.ndarr
         if start_s > 1.0:
             # seek lands on a packet at or before the target; samples before it are cut below
             c.seek(int((start_s - 1.0) / s.time_base), stream=s, any_frame=False, backward=True)
-        rs = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        rs = mono_resampler(SAMPLE_RATE)
 
         def take(frames) -> bool:
             nonlocal first_t
             for g in frames:
                 if first_t is None:
                     first_t = float(g.pts * g.time_base) if g.pts is not None else 0.0
-                parts.append(g.to_ndarray().reshape(-1))
+                parts.append(mono_samples(g))
             got = first_t is not None and first_t + sum(len(p) for p in parts) / SAMPLE_RATE
             return bool(end_s is not None and got and got >= end_s)
 

@@ -71,3 +71,27 @@ def test_clipping_flag():
     x = np.clip(tone(16000, 1.0) * 10, -1, 1)
     assert "clipped" in audio_stats(x).flags()
     assert audio_stats(tone(16000, 1.0)).flags() == []
+
+
+def test_stereo_in_a_container_keeps_its_level(tmp_path):
+    """Both PyAV paths (the speech reader and ingest's wav extraction) average the channels like
+    the WAV reader: FFmpeg's own downmix would make equal channels 1.41x louder (and clip)."""
+    import shutil
+    import subprocess
+
+    from flameqa.io.media import extract_audio, read_wav
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    t = np.arange(48000 * 2) / 48000
+    x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    wav = tmp_path / "st.wav"
+    sf.write(str(wav), np.stack([x, x], 1), 48000)
+    m4a = tmp_path / "st.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "aac", "-b:a", "192k", str(m4a)], check=True)
+    mid = slice(16000 // 2, -16000 // 2)  # away from the codec's priming and padding
+    y = read_audio(m4a, info=probe_audio(m4a))
+    assert probe_audio(m4a).channels == 2 and abs(np.abs(y[mid]).max() - 0.5) < 0.03
+    extract_audio(m4a, tmp_path / "x.wav")
+    z, sr = read_wav(tmp_path / "x.wav")
+    assert sr == 16000 and abs(np.abs(z[mid]).max() - 0.5) < 0.03

@@ -84,10 +84,12 @@ class RunnerConfig(Config):
     """Clips (groups of rows) handed to a stage per call."""
     inner_processes: int | None = None
     """Processes a stage may use inside one shard when the local executor runs it in the main
-    process (``workers`` 1 for that stage): the faces stage landmarks a batch's clips in parallel,
-    the stage's own process taking one share. None: the CPUs this process may use; 1: off. Inside
-    runner or Ray workers it is always 1 (their pools already occupy the cores). Not part of the
-    config hash: it changes speed, not results."""
+    process (``workers`` 1 for that stage): the faces stage landmarks a batch's clips in parallel
+    and the CPU fit splits a batch's clips, the stage's own process taking one share
+    (:mod:`flameqa.stages.pool`). None: the CPUs this process may use; 1: off. Inside runner or Ray
+    workers it is always 1 (their pools already occupy the cores). Not part of the config hash: it
+    changes speed, not results (faces: identical rows; fit: equal to float round-off, as for any
+    batch composition)."""
     concurrent_stages: bool = True
     """Local executor: start each stage as soon as the stages whose tables it reads are done, so
     independent stages run at the same time (speech beside faces, speakers beside fit) and share

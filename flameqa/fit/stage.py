@@ -113,6 +113,19 @@ def _batch_arrays(batch: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
+def split_groups(batch: pa.Table, key: str, parts: int) -> list[pa.Table]:
+    """``batch`` cut into at most ``parts`` contiguous pieces of whole ``key`` groups, near-equal in rows."""
+    if parts <= 1 or batch.num_rows == 0:
+        return [batch]
+    keys = batch.column(key).to_pylist()
+    starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+    if len(starts) < 2:
+        return [batch]
+    n = min(parts, len(starts))
+    cuts = sorted({starts[min(len(starts) - 1, round(k * len(starts) / n))] for k in range(n)} | {len(keys)})
+    return [batch.slice(a, b - a) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
 class FitStage(Stage):
     """Batched FLAME fitting of every face track in the batch (one solve for all of them)."""
 
@@ -137,6 +150,11 @@ class FitStage(Stage):
 
             self.regressor = load_regressor(config.init.regressor, dict(config.init.regressor_args))
         self._stats: dict[str, float] = defaultdict(float)
+        from flameqa.stages.pool import InnerPool
+
+        # on CPU, a batch's clips are split over inner processes (one torch thread each, see
+        # cpu_threads); on a GPU one process keeps the device busy with the whole batch
+        self.inner = InnerPool(self, InnerPool.processes_of(ctx) if self.fitter.device.type == "cpu" else 1)
 
     def marker_extra(self) -> dict[str, Any]:
         """Device, model and the fitting time / frames since the previous marker (one per shard)."""
@@ -145,6 +163,7 @@ class FitStage(Stage):
         return {"device": str(self.fitter.device), "model_id": self.model_id, **stats}
 
     def close(self) -> None:
+        self.inner.close()
         if self._threads_before is not None:
             import torch
 
@@ -152,6 +171,11 @@ class FitStage(Stage):
             self._threads_before = None
 
     def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+        parts = self.inner.map("fit_batch", split_groups(batch, "clip_id", self.inner.processes))
+        return {"flame": pa.concat_tables([p["flame"] for p in parts]) if parts else conform("flame", [])}
+
+    def fit_batch(self, batch: pa.Table) -> dict[str, pa.Table]:
+        """``flame`` rows of ``batch`` (whole clips), all its tracks in one batched solve."""
         from flameqa.fit.fitter import TrackData, jitter
         from flameqa.fit.init import TrackObservation
 

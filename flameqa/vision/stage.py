@@ -10,11 +10,10 @@
 Both are built from their config alone (the local executor builds them in spawned worker
 processes); the FaceLandmarker bundle is read once per stage object.
 
-Clips in parallel: a stage run in the main process may use ``ctx.extra["processes"]`` processes
-(``runner.inner_processes``, default the CPUs): the clips of a batch are landmarked by this
-process and ``processes - 1`` helpers spawned once for the stage's life, so one long video (one
-shard) still occupies every core. Each helper builds its own FacesStage; rows come back in clip
-order, so the output does not depend on the number of processes (tested).
+Clips in parallel: the clips of a batch are landmarked by this process and the helpers of an
+:class:`~flameqa.stages.pool.InnerPool` (``runner.inner_processes``, default the CPUs, when the
+stage runs in the main process), so one long video (one shard) still occupies every core; rows
+come back in clip order, so the output does not depend on the number of processes (tested).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import bisect
 import logging
 import os
 import queue
-import sys
 import tempfile
 import threading
 import time
@@ -33,7 +31,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 
-from flameqa.stages.base import Stage, StageContext, exit_with_parent
+from flameqa.stages.base import Stage, StageContext
 from flameqa.vision.config import FacesConfig, SpeakersConfig
 
 log = logging.getLogger(__name__)
@@ -207,8 +205,10 @@ class FacesStage(Stage):
         self.config: FacesConfig = config
         self.landmarker = FaceLandmarker(config.landmarker)
         self._stats = {"clips": 0, "frames": 0, "black_frames": 0, "dropped_tracks": 0, "segments": 0, "seconds": 0.0}
-        self.processes = max(1, int(ctx.extra.get("processes", 1)))
-        self._pool: Any = None
+        from flameqa.stages.pool import InnerPool
+
+        # big clip outputs travel from helpers as mapped files, like the spool of one clip
+        self.inner = InnerPool(self, InnerPool.processes_of(ctx), ship_bytes=config.spool_mb << 20)
 
     # -- rows -----------------------------------------------------------------------------
     @staticmethod
@@ -336,67 +336,10 @@ class FacesStage(Stage):
     # -- stage contract -------------------------------------------------------------------
     def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         rows = batch.to_pylist()
-        if self.processes > 1 and len(rows) > 1:
-            parts = self._parallel(rows)
-        else:
-            parts = [self.process_clip(row) for row in rows]
+        parts = self.inner.map("process_clip", rows)
         from flameqa.io.schema import conform
 
         return {"faces": pa.concat_tables(parts) if parts else conform("faces", [])}
-
-    def _parallel(self, rows: list[dict[str, Any]]) -> list[pa.Table]:
-        """``process_clip`` of every row, spread over this process and the helper pool; in order.
-
-        Helpers take clips from the front, this process from the back, until none is left. An
-        exception (a helper's included) propagates: the runner then retries the batch's clips one
-        at a time in this process, so a failing clip still becomes a failed row of its own.
-        """
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        pool = self._helpers()
-        todo = list(range(len(rows)))
-        out: dict[int, pa.Table] = {}
-        running: dict[Any, int] = {}
-        try:
-            while todo or running:
-                while todo and len(running) < self.processes - 1:
-                    i = todo.pop(0)
-                    running[pool.submit(_helper_clip, rows[i])] = i
-                if todo:
-                    i = todo.pop()
-                    out[i] = self.process_clip(rows[i])
-                else:
-                    wait(list(running), return_when=FIRST_COMPLETED)
-                for f in [f for f in running if f.done()]:
-                    table, stats = f.result()
-                    out[running.pop(f)] = _mapped(table)
-                    for k, v in stats.items():
-                        self._stats[k] += v
-        except BaseException:
-            from concurrent.futures.process import BrokenProcessPool
-
-            for f in running:
-                f.cancel()
-            if isinstance(sys.exc_info()[1], BrokenProcessPool):
-                self._close_pool()  # a dead helper broke the pool: the next batch gets a fresh one
-            raise
-        return [out[i] for i in range(len(rows))]
-
-    def _helpers(self):
-        if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            # spawn: MediaPipe's and PyAV's threads do not survive fork
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.processes - 1, mp_context=mp.get_context("spawn"), initializer=_helper_init, initargs=(self.config, self.ctx)
-            )
-        return self._pool
-
-    def _close_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
 
     def on_error(self, batch: pa.Table, error: str) -> dict[str, pa.Table]:
         from flameqa.io.schema import conform
@@ -413,53 +356,8 @@ class FacesStage(Stage):
         return s
 
     def close(self) -> None:
-        self._close_pool()
+        self.inner.close()
         self.landmarker.close()
-
-
-# helper processes of FacesStage._parallel: one stage object each, built once
-_HELPER: dict[str, Any] = {}
-
-
-def _helper_init(config: FacesConfig, ctx: StageContext) -> None:
-    from dataclasses import replace
-
-    from flameqa.logs import setup_logging
-
-    setup_logging(os.environ.get("FLAMEQA_LOG", "WARNING"))
-    exit_with_parent()
-    _HELPER["stage"] = FacesStage(config, replace(ctx, extra={**ctx.extra, "processes": 1}))
-
-
-def _helper_clip(row: dict[str, Any]) -> tuple[pa.Table | str, dict[str, Any]]:
-    """One clip's rows and the stage counters it added (merged into the parent's marker).
-
-    Rows over ``faces.spool_mb`` travel as an Arrow file under ``OUT/tmp`` (its path), which the
-    parent memory-maps: pickled, an hour of landmarks would sit in both processes' RAM.
-    """
-    stage = _HELPER["stage"]
-    before = dict(stage._stats)
-    table = stage.process_clip(row)
-    stats = {k: stage._stats[k] - before[k] for k in before}
-    if table.nbytes <= stage.config.spool_mb << 20:
-        return table, stats
-    tmp = Path(stage.ctx.out) / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".faces-", suffix=".arrow", dir=tmp)
-    os.close(fd)
-    with pa.ipc.new_file(name, table.schema) as w:
-        w.write_table(table)
-    return name, stats
-
-
-def _mapped(result: pa.Table | str) -> pa.Table:
-    """A helper's rows: the table, or the memory-mapped file it wrote (unlinked once mapped)."""
-    if isinstance(result, pa.Table):
-        return result
-    try:
-        return pa.ipc.open_file(pa.memory_map(result)).read_all()
-    finally:
-        Path(result).unlink(missing_ok=True)
 
 
 class SpeakersStage(Stage):

@@ -91,3 +91,32 @@ def test_stage_through_the_runner(tmp_path, demo_fitter):
     # a rerun skips the completed shards
     again = run_pipeline(cfg, tmp_path, stages=["fit"], show_progress=False)
     assert all(r.skipped for s in again.stages for r in s.shards)
+
+
+def test_inner_processes_split_a_batch_by_clip(tmp_path, demo_fitter):
+    """With 2 inner processes a batch's clips are fitted in two pieces (one in a spawned helper):
+    the same rows in the same order, equal to round-off (a track's fit does not depend on its batch)."""
+    from flameqa.fit.config import FitConfig
+    from flameqa.fit.stage import FitStage, split_groups
+    from flameqa.stages.base import StageContext
+
+    tracks, _ = make_tracks(demo_fitter.model, 180, track_frames=60, seed=3)
+    rows = [r for k, tr in enumerate(tracks[:3]) for r in faces_rows([tr], clip=f"clip{k}", segment_frames=30)]
+    faces = conform("faces", rows)
+    assert [p.num_rows for p in split_groups(faces, "clip_id", 2)] == [4, 2]  # whole clips, near-equal
+    assert [p.num_rows for p in split_groups(faces, "clip_id", 9)] == [2, 2, 2]
+    cfg = FitConfig.model_validate({"device": "cpu", "smooth": {"preset": "tracking"}})
+    out = []
+    for processes in (1, 2):
+        st = FitStage(cfg, StageContext(out=tmp_path, extra={"processes": processes}))
+        try:
+            out.append(st(faces, {})["flame"])
+            frames = st.marker_extra()["frames"]
+        finally:
+            st.close()
+        assert frames == 180  # the helper's frames are counted in the parent's marker
+    a, b = (t.to_pylist() for t in out)
+    assert [(r["clip_id"], r["segment"]) for r in a] == [(r["clip_id"], r["segment"]) for r in b]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(np.asarray(x["jaw"]), np.asarray(y["jaw"]), atol=2e-4)
+        np.testing.assert_allclose(np.asarray(x["shape"]), np.asarray(y["shape"]), atol=2e-4, rtol=1e-4)

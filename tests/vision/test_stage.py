@@ -271,7 +271,7 @@ def test_clips_in_parallel_processes_give_the_same_rows(tmp_path, bundle):
             stats.append(stage.marker_extra())
         finally:
             stage.close()
-    assert stage._pool is None  # closed with the stage
+    assert stage.inner._pool is None  # closed with the stage
     assert res[0].column("clip_id").to_pylist() == [c["clip_id"] for c in clips]
     assert res[0].equals(res[1])
     for s in stats:
@@ -300,7 +300,7 @@ from flameqa.vision.config import FacesConfig
 from flameqa.vision.stage import FacesStage
 stage = FacesStage(FacesConfig(), StageContext(out=Path({str(tmp_path)!r}), extra={{"processes": 2}}))
 stage(pa.Table.from_pylist({clips!r}), {{}})
-print(" ".join(str(p) for p in stage._pool._processes), flush=True)
+print(" ".join(str(p) for p in stage.inner._pool._processes), flush=True)
 time.sleep(600)
 """
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -166,8 +166,10 @@ def test_demo_pipeline_on_ray_equals_local(tmp_path, ray_session):
         pytest.skip(f"the demo pipeline fails locally here (models missing?): {errors(local)[:1]}")
     ray_rep = run(config("ray", *base, path=path), tmp_path / "ray", [str(c) for c in clips], stages)
     assert ray_rep.ok, errors(ray_rep)
-    # per-frame numbers come from other processes with other thread counts: equal to float noise
-    tables = assert_same_outputs(tmp_path / "local", tmp_path / "ray", tol=1e-4)
+    # per-frame numbers come from other processes with other thread counts, and the local fit
+    # splits batches over inner processes: equal to the fitter's batch-independence tolerance
+    # (tests/fit/test_fitter.py::test_batch_independence)
+    tables = assert_same_outputs(tmp_path / "local", tmp_path / "ray", tol=2e-4)
     assert {"videos", "clips"} <= set(tables)
     for s in ray_rep.stages:
         assert [r.shard for r in s.shards] == [0] and not any(r.skipped for r in s.shards), s.stage

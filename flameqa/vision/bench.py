@@ -67,7 +67,8 @@ def stage_fps(video: str | Path, workers: int = 1, cfg: Any = None, work_dir: st
     from flameqa.runner import run_stage_local
 
     base = cfg or PipelineConfig()
-    cfg = base.model_copy(update={"runner": base.runner.model_copy(update={"workers": workers, "overwrite": True})})
+    # exactly ``workers`` processes: no inner clip pool beside them (runner.inner_processes)
+    cfg = base.model_copy(update={"runner": base.runner.model_copy(update={"workers": workers, "inner_processes": 1, "overwrite": True})})
     p = probe(video)
     if not p.duration_s:
         raise ValueError(f"{video}: unknown duration")

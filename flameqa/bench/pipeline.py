@@ -9,7 +9,8 @@ after (never concurrently: they would slow each other down). It returns one JSON
   and process start-up included);
 * ``peak_rss_mb``: the largest total resident memory of this process and its worker processes during
   the run (sampled with psutil every 0.1 s, and at least the kernel's ``ru_maxrss`` of this process
-  and of its largest reaped child);
+  and of its largest reaped child); ``peak_pss_mb``: the same total as proportional set size
+  (pages shared between the processes, e.g. libraries, counted once; Linux; sampled every 1 s);
 * ``stages``: per stage ``seconds`` (wall, model load included), ``items``, ``unit``,
   ``items_per_s`` and ``realtime`` (media seconds / stage seconds); with
   ``runner.concurrent_stages=false`` also ``cpu_seconds``, ``cores_used`` (CPU / wall) and
@@ -96,6 +97,8 @@ class _PeakRss:
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.peak = 0
+        self.peak_pss = 0
+        self._n = 0
         self.since_mark = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
@@ -104,12 +107,20 @@ class _PeakRss:
         import psutil
 
         me = psutil.Process()
-        total = 0
+        # PSS splits pages shared between processes (libraries, the spawned helpers' copies of
+        # them) among their users, where the tree's RSS sum counts them in each; reading it parses
+        # smaps (CPU this process would add to the run's figures), so once every 10 samples
+        self._n += 1
+        with_pss = self._n % 10 == 1
+        total = pss = 0
         for p in [me, *me.children(recursive=True)]:
             try:
                 total += p.memory_info().rss
+                if with_pss:
+                    pss += getattr(p.memory_full_info(), "pss", 0)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
+        self.peak_pss = max(self.peak_pss, pss)
         return total
 
     def _run(self) -> None:
@@ -118,6 +129,10 @@ class _PeakRss:
             self.peak = max(self.peak, v)
             self.since_mark = max(self.since_mark, v)
             self._stop.wait(self.interval)
+
+    @property
+    def peak_pss_mb(self) -> float | None:
+        return round(self.peak_pss / 2**20, 1) if self.peak_pss else None
 
     def mark(self) -> float:
         """Peak total RSS (MiB) sampled since the previous mark."""
@@ -421,6 +436,7 @@ def bench_pipeline(
             "cpu_seconds": round(cpu, 2),
             "cpu_realtime_bound": round(media / (cpu / cores()), 3) if cpu > 0 else None,
             "peak_rss_mb": peak_mb,
+            "peak_pss_mb": rss.peak_pss_mb,
             "stages": stages,
             "bottleneck": bottleneck,
             "bottleneck_limit_realtime": lim,

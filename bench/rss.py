@@ -105,40 +105,14 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[int, float, float
     The second figure counts helper processes (the faces stage's clip pool, runner workers): the
     kernel's ``ru_maxrss`` of a waited process covers its largest descendant, not their sum.
     """
-    import threading
-
-    import psutil
+    from flameqa.bench.pipeline import PeakRss
 
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    tree_peak = [0.0]
-    done = threading.Event()
-
-    def sample() -> None:
-        try:
-            root = psutil.Process(p.pid)
-        except psutil.Error:
-            return
-        while not done.wait(0.2):
-            total = 0
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                return
-            for q in procs:
-                try:
-                    total += q.memory_info().rss
-                except psutil.Error:
-                    pass
-            tree_peak[0] = max(tree_peak[0], total / 2**20)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    _, status, ru = os.wait4(p.pid, 0)
-    done.set()
-    th.join()
+    with PeakRss(p.pid, interval=0.2) as tree:
+        _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, ru.ru_maxrss / 1024.0, tree_peak[0], time.perf_counter() - t0  # Linux: ru_maxrss in KiB
+    return p.returncode, ru.ru_maxrss / 1024.0, tree.peak / 2**20, time.perf_counter() - t0  # Linux: ru_maxrss in KiB
 
 
 def _measure(name: str, cmd: list[str], env: dict[str, str]) -> dict:

@@ -91,10 +91,12 @@ def concat_copies(src: str | os.PathLike, dest: str | os.PathLike, k: int) -> Pa
 # measurement helpers
 
 
-class _PeakRss:
-    """Largest total RSS of this process and all its descendants, sampled in a thread."""
+class PeakRss:
+    """Largest total RSS of a process (``root`` pid; None: this one) and all its descendants,
+    sampled in a thread; ``peak`` in bytes. Samples after the root has exited count as 0."""
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, root: int | None = None, interval: float = 0.1) -> None:
+        self.root = root
         self.interval = interval
         self.peak = 0
         self.peak_pss = 0
@@ -106,14 +108,18 @@ class _PeakRss:
     def _sample(self) -> int:
         import psutil
 
-        me = psutil.Process()
+        try:
+            me = psutil.Process(self.root)
+            procs = [me, *me.children(recursive=True)]
+        except psutil.NoSuchProcess:  # the measured process has exited
+            return 0
         # PSS splits pages shared between processes (libraries, the spawned helpers' copies of
         # them) among their users, where the tree's RSS sum counts them in each; reading it parses
         # smaps (CPU this process would add to the run's figures), so once every 10 samples
         self._n += 1
         with_pss = self._n % 10 == 1
         total = pss = 0
-        for p in [me, *me.children(recursive=True)]:
+        for p in procs:
             try:
                 total += p.memory_info().rss
                 if with_pss:
@@ -139,7 +145,7 @@ class _PeakRss:
         v, self.since_mark = self.since_mark, 0
         return round(v / 2**20, 1)
 
-    def __enter__(self) -> "_PeakRss":
+    def __enter__(self) -> "PeakRss":
         self._t.start()
         return self
 
@@ -176,10 +182,10 @@ def machine() -> str:
 
 
 def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """CPUs this process may use (the runner's count, which sizes its inner processes)."""
+    from flameqa.runner import available_cpus
+
+    return available_cpus()
 
 
 def _cpu() -> float:
@@ -370,7 +376,7 @@ def bench_pipeline(
         load_before = _load()
         stage_cpu: dict[str, float] = {}
         stage_rss: dict[str, float] = {}
-        with _PeakRss() as rss:
+        with PeakRss() as rss:
             c0, t0 = _cpu(), time.perf_counter()
             if cfg.runner.concurrent_stages:
                 report = run_pipeline(cfg, out, inputs=inputs, show_progress=False)

@@ -113,19 +113,6 @@ def _batch_arrays(batch: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def split_groups(batch: pa.Table, key: str, parts: int) -> list[pa.Table]:
-    """``batch`` cut into at most ``parts`` contiguous pieces of whole ``key`` groups, near-equal in rows."""
-    if parts <= 1 or batch.num_rows == 0:
-        return [batch]
-    keys = batch.column(key).to_pylist()
-    starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
-    if len(starts) < 2:
-        return [batch]
-    n = min(parts, len(starts))
-    cuts = sorted({starts[min(len(starts) - 1, round(k * len(starts) / n))] for k in range(n)} | {len(keys)})
-    return [batch.slice(a, b - a) for a, b in zip(cuts, cuts[1:]) if b > a]
-
-
 class FitStage(Stage):
     """Batched FLAME fitting of every face track in the batch (one solve for all of them)."""
 
@@ -171,7 +158,9 @@ class FitStage(Stage):
             self._threads_before = None
 
     def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
-        parts = self.inner.map("fit_batch", split_groups(batch, "clip_id", self.inner.processes))
+        from flameqa.stages.pool import split_groups
+
+        parts = self.inner.map("fit_batch", split_groups(batch, self.group_key, self.inner.processes))
         return {"flame": pa.concat_tables([p["flame"] for p in parts]) if parts else conform("flame", [])}
 
     def fit_batch(self, batch: pa.Table) -> dict[str, pa.Table]:

@@ -96,7 +96,7 @@ class SpeechStage(Stage):
         # each word goes to the shot holding its midpoint (the first/last shot take what lies outside)
         bounds = [float(c.get("start_s") or 0.0) for c in run[1:]]
         per_clip: list[list] = [[] for _ in run]
-        for j, w in enumerate(res.words):
+        for w in res.words:
             mid = (w.word.start_s + w.word.end_s) / 2
             per_clip[sum(mid >= b for b in bounds)].append(w)
         out: dict[str, tuple[list[dict], list[dict]]] = {}

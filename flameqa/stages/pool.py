@@ -101,6 +101,20 @@ class InnerPool:
             self._pool = None
 
 
+def split_groups(batch: pa.Table, key: str, parts: int) -> list[pa.Table]:
+    """``batch`` cut into at most ``parts`` contiguous pieces of whole ``key`` groups (rows of a group are
+    contiguous in a batch), near-equal in number of groups."""
+    if parts <= 1 or batch.num_rows == 0:
+        return [batch]
+    keys = batch.column(key).to_pylist()
+    starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+    if len(starts) < 2:
+        return [batch]
+    n = min(parts, len(starts))
+    cuts = sorted({starts[min(len(starts) - 1, round(k * len(starts) / n))] for k in range(n)} | {len(keys)})
+    return [batch.slice(a, b - a) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
 def _add_stats(stage: Stage, delta: dict[str, Any]) -> None:
     stats = getattr(stage, "_stats", None)
     if stats is None:

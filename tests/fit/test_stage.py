@@ -97,7 +97,8 @@ def test_inner_processes_split_a_batch_by_clip(tmp_path, demo_fitter):
     """With 2 inner processes a batch's clips are fitted in two pieces (one in a spawned helper):
     the same rows in the same order, equal to round-off (a track's fit does not depend on its batch)."""
     from flameqa.fit.config import FitConfig
-    from flameqa.fit.stage import FitStage, split_groups
+    from flameqa.fit.stage import FitStage
+    from flameqa.stages.pool import split_groups
     from flameqa.stages.base import StageContext
 
     tracks, _ = make_tracks(demo_fitter.model, 180, track_frames=60, seed=3)

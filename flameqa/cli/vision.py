@@ -29,7 +29,7 @@ def bench_faces(
     video: Path = typer.Option(..., "--video", exists=True, dir_okay=False, help="A talking-head video."),
     json_: bool = typer.Option(False, "--json", help="Print one JSON object."),
     workers: int = typer.Option(1, help="Processes for the stage run."),
-    frames: int = typer.Option(250, help="Frames decoded up front for the raw landmarker figure."),
+    frames: Optional[int] = typer.Option(None, help="Frames for the raw landmarker figure, in chunks spread over the video (default: all of them)."),
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:

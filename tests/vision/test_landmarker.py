@@ -75,3 +75,37 @@ def test_image_zoom_search_finds_a_small_face(landmarker, grid_frames):
     cx, cy = found.landmarks[0, :, :2].mean(0)
     assert 100 < cx < 280 and 700 < cy < 844
     assert landmarker.detect_image(canvas, zoom=()).n == 0, "without the zoom search the face is too small"
+
+
+def test_array_results_equal_the_public_result_objects(bundle, grid_frames):
+    """The C-struct reader (mp_results) gives bit-identical arrays to MediaPipe's public result
+    objects: one face per GRID frame, two when two speakers sit side by side, none on black."""
+    import mediapipe as mp
+
+    from flameqa.vision.landmarker import FaceLandmarker, _frame_faces, _to_arrays
+    from flameqa.vision.mp_results import VideoCall
+
+    clips = list(grid_frames.values())
+    frames = [f for f in clips[0].frames[:5]] + [np.concatenate([a, b], axis=1) for a, b in zip(clips[0].frames[5:10], clips[-1].frames[5:10])]
+    frames.append(np.zeros_like(frames[-1]))
+    # two fresh graphs fed the same frames at the same times, one read each way
+    with FaceLandmarker() as a, FaceLandmarker() as b:
+        a.start_clip(), b.start_clip()
+        call = VideoCall.of(b._lm)
+        assert call is not None, "mediapipe internals changed: the faces stage has lost its fast result path"
+        counts = []
+        for i, f in enumerate(frames):
+            img = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(f))
+            public = _to_arrays(a._lm.detect_for_video(img, 40 * i), f.shape[1], f.shape[0])
+            fast = _frame_faces(*call(img, 40 * i), f.shape[1], f.shape[0])
+            counts.append(fast.n)
+            np.testing.assert_array_equal(fast.landmarks, public.landmarks)
+            np.testing.assert_array_equal(fast.blendshapes, public.blendshapes)
+            np.testing.assert_array_equal(fast.transform, public.transform)
+    assert counts == [1] * 5 + [2] * 5 + [0]
+
+
+def test_fast_results_fall_back_when_mediapipe_internals_differ():
+    from flameqa.vision.mp_results import VideoCall
+
+    assert VideoCall.of(object()) is None  # a graph without _lib/_handle: the public path is used

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -215,6 +216,40 @@ class _Prepared:
     camera: PinholeCamera
 
 
+@dataclass
+class _Packed:
+    """The live tracks' frames laid end to end (N frames in all), on the fitter's device where a tensor."""
+
+    offs: np.ndarray  # [n_live + 1] first frame of each track
+    lens: np.ndarray  # [n_live]
+    obs: Tensor  # [N, L, 2]
+    w: Tensor  # [N, L]
+    det: np.ndarray  # [N] bool
+    det_t: Tensor  # [N] bool
+    track_t: Tensor  # [N] live position of each frame's track
+    start_t: Tensor  # [N] first frame of each frame's track
+    end_t: Tensor  # [N] one past its last frame
+    intr: Tensor  # [n_live, 3]
+    sigma: np.ndarray  # [n_live]
+    fps: np.ndarray  # [n_live]
+
+
+class _Clock:
+    """Seconds per phase of one fit (``Fitter.timings``), the device synchronized at each lap."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self.sync, self.t, self.laps = sync, time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        self.sync()
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.t
+        self.t = now
+
+    def done(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.laps.items()}
+
+
 class Fitter:
     """Batched FLAME fitting of face tracks.
 
@@ -251,6 +286,8 @@ class Fitter:
         self.batch_frames = bf if bf is not None else (65536 if self.device.type == "cuda" else 8192)
         sf = config.solver.slice_frames
         self.slice_frames = sf if sf is not None else (16384 if self.device.type == "cuda" else 1024)
+        self.timings: dict[str, float] = {}
+        """Seconds per phase of the last :meth:`fit` (prepare, init, shape, track, finish)."""
 
     # ------------------------------------------------------------------------------------------
     def fit(self, tracks: list[TrackData], progress: Callable[[int], None] | None = None) -> list[TrackFit]:
@@ -300,7 +337,9 @@ class Fitter:
         return torch.as_tensor(a, dtype=dtype, device=self.device)
 
     def _fit(self, tracks: list[TrackData], progress: Callable[[int], None] | None) -> list[TrackFit]:
-        model, cfg = self.model, self.cfg
+        cfg = self.cfg
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        clock = _Clock(sync)
         prep = [self._prepare(t) for t in tracks]
         results: list[TrackFit | None] = [None] * len(tracks)
         live = []
@@ -310,67 +349,107 @@ class Fitter:
             else:
                 live.append(i)
         if not live:
+            self.timings = clock.done()
             return [r for r in results if r is not None]
+        # every live track's frames laid end to end: the per-frame work of all tracks is one batch
+        pk = self._pack(live, tracks, prep)
+        clock.lap("prepare")
 
-        # --- initialization (per track; cheap, O(T·L)) ---
-        x0: dict[int, Tensor] = {}
-        for i in live:
-            x0[i] = self._init_rigid(tracks[i], prep[i])
+        # --- initialization (every frame at once; cheap, O(N·L)) ---
+        x0 = self._init_rigid(pk, live, tracks, prep)
+        clock.lap("init")
 
         # --- identity: keyframes of each track ---
-        betas = self._fit_shapes(live, tracks, prep, x0)
+        betas = self._fit_shapes(pk, live, tracks, prep, x0)  # [n_live, S]
+        clock.lap("shape")
+
+        # --- translation start values with the fitted identity ---
+        x0 = self._translate(x0, betas[pk.track_t], pk.obs, pk.w, pk.intr[pk.track_t])
+        x0[:, TRANSL:TRANSL + 3] = x0[fill_nearest(pk.det_t, pk.start_t, pk.end_t), TRANSL:TRANSL + 3]
+        clock.lap("init")
 
         # --- tracking: chunks of all tracks, packed into padded batches ---
-        pieces: list[tuple[int, int, int]] = []  # (track, start, end)
-        for i in live:
+        pieces: list[tuple[int, int, int]] = []  # (live position, start, end)
+        for k, i in enumerate(live):
             for s, e in chunk_ranges(tracks[i].n_frames, cfg.solver.chunk_frames, cfg.solver.chunk_overlap):
-                pieces.append((i, s, e))
-        for i in live:  # translation/expression start values with the fitted identity
-            x0[i] = self._init_transl(x0[i], betas[i], prep[i], tracks[i].guess)
-        order = sorted(range(len(pieces)), key=lambda k: (-(pieces[k][2] - pieces[k][1]), k))
+                pieces.append((k, s, e))
+        order = sorted(range(len(pieces)), key=lambda j: (-(pieces[j][2] - pieces[j][1]), j))
         solved: dict[int, tuple[np.ndarray, bool, int]] = {}
-        k = 0
-        while k < len(order):
-            t_max = pieces[order[k]][2] - pieces[order[k]][1]
+        j = 0
+        while j < len(order):
+            t_max = pieces[order[j]][2] - pieces[order[j]][1]
             n = max(1, self.batch_frames // t_max)
-            batch = order[k:k + n]
-            k += n
-            for idx, res in zip(batch, self._solve_chunks([pieces[j] for j in batch], t_max, betas, prep, x0, tracks)):
+            batch = order[j:j + n]
+            j += n
+            for idx, res in zip(batch, self._solve_chunks(pk, [pieces[q] for q in batch], t_max, betas, x0)):
                 solved[idx] = res
             if progress is not None:
-                progress(sum(pieces[j][2] - pieces[j][1] for j in batch))
+                progress(sum(pieces[q][2] - pieces[q][1] for q in batch))
+        clock.lap("track")
 
-        for i in live:
-            mine = [j for j, p in enumerate(pieces) if p[0] == i]
-            ranges = [(pieces[j][1], pieces[j][2]) for j in mine]
-            x = stitch(ranges, [solved[j][0] for j in mine], tracks[i].n_frames)
-            conv = all(solved[j][1] for j in mine)
-            its = max(solved[j][2] for j in mine)
-            results[i] = self._finish(tracks[i], prep[i], betas[i], x, conv, its)
+        xs, conv, its = [], [], []
+        for k, i in enumerate(live):
+            mine = [q for q, p in enumerate(pieces) if p[0] == k]
+            ranges = [(pieces[q][1], pieces[q][2]) for q in mine]
+            xs.append(stitch(ranges, [solved[q][0] for q in mine], tracks[i].n_frames))
+            conv.append(all(solved[q][1] for q in mine))
+            its.append(max(solved[q][2] for q in mine))
+        for k, r in enumerate(self._finish(pk, live, tracks, prep, betas, xs, conv, its)):
+            results[live[k]] = r
+        clock.lap("finish")
+        self.timings = clock.done()
         return [r for r in results if r is not None]
 
     # ------------------------------------------------------------------------------------------
-    def _init_rigid(self, tr: TrackData, pp: _Prepared) -> Tensor:
-        """Per-frame parameter start ``[T, P]``: rotation filled for every frame, the rest zero."""
+    def _pack(self, live: list[int], tracks: list[TrackData], prep: list[_Prepared]) -> _Packed:
+        lens = np.array([tracks[i].n_frames for i in live], np.int64)
+        offs = np.concatenate([[0], np.cumsum(lens)])
+        track_of = np.repeat(np.arange(len(live)), lens)
+        cams = np.array([prep[i].camera.intrinsics() for i in live], np.float32)
+        return _Packed(
+            offs=offs, lens=lens,
+            obs=self._tensor(np.concatenate([prep[i].obs for i in live])),
+            w=self._tensor(np.concatenate([prep[i].w for i in live])),
+            det=np.concatenate([prep[i].detected for i in live]),
+            det_t=self._tensor(np.concatenate([prep[i].detected for i in live]), torch.bool),
+            track_t=self._tensor(track_of, torch.long),
+            start_t=self._tensor(offs[:-1][track_of], torch.long),
+            end_t=self._tensor(offs[1:][track_of], torch.long),
+            intr=self._tensor(cams),
+            sigma=np.array([prep[i].sigma for i in live], np.float32),
+            fps=np.array([float(tracks[i].fps or self.cfg.smooth.reference_fps) for i in live], np.float32),
+        )
+
+    def _init_rigid(self, pk: _Packed, live: list[int], tracks: list[TrackData], prep: list[_Prepared]) -> Tensor:
+        """Per-frame parameter start ``[N, P]`` of all live tracks: rotation filled for every frame,
+        jaw/expression from a regressor's guess where one is given, the rest zero."""
         model = self.model
-        t = tr.n_frames
-        det = self._tensor(pp.detected, torch.bool)
-        rot_lm = rotation_from_landmarks(model, self._tensor(pp.lmk3d), self._tensor(pp.w))
-        if tr.transform is not None and self.align is not None:
-            rot_tf, ok = rotation_from_transform(self._tensor(np.asarray(tr.transform, np.float32).reshape(t, 4, 4)), self.align)
-            rot = torch.where((ok & det)[:, None, None], rot_tf, rot_lm)
-        else:
-            rot = rot_lm
-        rot = rot[fill_nearest(det)]
-        x = torch.zeros(t, model.n_params, dtype=torch.float32, device=self.device)
+        n = int(pk.offs[-1])
+        rot = rotation_from_landmarks(model, self._tensor(np.concatenate([prep[i].lmk3d for i in live])), pk.w)
+        if self.align is not None and any(tracks[i].transform is not None for i in live):
+            # tracks without matrices get NaN ones: not finite → the landmark rotation, as if absent
+            tf = np.concatenate([
+                np.asarray(tracks[i].transform, np.float32).reshape(-1, 4, 4) if tracks[i].transform is not None
+                else np.full((tracks[i].n_frames, 4, 4), np.nan, np.float32) for i in live
+            ])
+            rot_tf, ok = rotation_from_transform(self._tensor(tf), self.align)
+            rot = torch.where((ok & pk.det_t)[:, None, None], rot_tf, rot)
+        rot = rot[fill_nearest(pk.det_t, pk.start_t, pk.end_t)]
+        x = torch.zeros(n, model.n_params, dtype=torch.float32, device=self.device)
         x[:, ROT:ROT + 3] = matrix_to_axis_angle(rot)
-        g = tr.guess
-        if g is not None:
-            if g.jaw is not None:
-                x[:, JAW:JAW + 3] = self._tensor(np.asarray(g.jaw, np.float32).reshape(t, 3))
-            if g.expression is not None:
-                ex = np.asarray(g.expression, np.float32).reshape(t, -1)[:, : model.n_expr]
-                x[:, EXPR:EXPR + ex.shape[1]] = self._tensor(ex)
+        if any(tracks[i].guess is not None for i in live):
+            guess = np.zeros((n, model.n_params), np.float32)
+            for k, i in enumerate(live):
+                g, (s, t) = tracks[i].guess, (int(pk.offs[k]), tracks[i].n_frames)
+                if g is None:
+                    continue
+                if g.jaw is not None:
+                    guess[s:s + t, JAW:JAW + 3] = np.asarray(g.jaw, np.float32).reshape(t, 3)
+                if g.expression is not None:
+                    ex = np.asarray(g.expression, np.float32).reshape(t, -1)[:, : model.n_expr]
+                    guess[s:s + t, EXPR:EXPR + ex.shape[1]] = ex
+            x[:, JAW:JAW + 3] = self._tensor(guess[:, JAW:JAW + 3])
+            x[:, EXPR:EXPR + model.n_expr] = self._tensor(guess[:, EXPR:EXPR + model.n_expr])
         return x
 
     def _visibility(self, x: Tensor, pts_cam: Tensor) -> Tensor:
@@ -394,100 +473,72 @@ class Fitter:
         x[:, TRANSL:TRANSL + 3] = solve_translation(pts, obs, w, intr)
         return x
 
-    def _init_transl(self, x: Tensor, beta: Tensor, pp: _Prepared, guess: ParamGuess | None) -> Tensor:
-        """Translation of every frame by least squares given rotation, identity and expression start;
-        frames without a face take the nearest detected frame's."""
-        t = x.shape[0]
-        intr = self._tensor(np.array(pp.camera.intrinsics(), np.float32))[None].expand(t, 3)
-        x = self._translate(x, beta[None].expand(t, -1), self._tensor(pp.obs), self._tensor(pp.w), intr)
-        x[:, TRANSL:TRANSL + 3] = x[fill_nearest(self._tensor(pp.detected, torch.bool)), TRANSL:TRANSL + 3]
-        return x
-
-    def _fit_shapes(self, live: list[int], tracks: list[TrackData], prep: list[_Prepared], x0: dict[int, Tensor]) -> dict[int, Tensor]:
+    def _fit_shapes(self, pk: _Packed, live: list[int], tracks: list[TrackData], prep: list[_Prepared], x0: Tensor) -> Tensor:
         """One identity per group of tracks (same ``identity`` key), from keyframes spread over the
-        group's detected frames."""
+        group's detected frames. Returns ``[n_live, S]`` (rows of one group are equal)."""
         model, sc = self.model, self.cfg.solver
         kmax = max(1, sc.shape_keyframes)
         groups: dict[Any, list[int]] = {}
-        for i in live:
-            key = tracks[i].identity if tracks[i].identity is not None else ("__track__", i)
-            groups.setdefault(key, []).append(i)
+        for k, i in enumerate(live):
+            key = tracks[i].identity if tracks[i].identity is not None else ("__track__", k)
+            groups.setdefault(key, []).append(k)
         glist = list(groups.values())
-        betas: dict[int, Tensor] = {}
+        betas = torch.zeros(len(live), model.n_shape, device=self.device)
         per_batch = max(1, self.batch_frames // (4 * kmax))
+        rows = self._tensor(self.id_rows, torch.long)
         for b0 in range(0, len(glist), per_batch):
             gs = glist[b0:b0 + per_batch]
             nb = len(gs)
-            obs = torch.zeros(nb, kmax, model.n_landmarks, 2, device=self.device)
-            w = torch.zeros(nb, kmax, model.n_landmarks, device=self.device)
-            x = torch.zeros(nb, kmax, model.n_params, device=self.device)
-            beta = torch.zeros(nb, model.n_shape, device=self.device)
-            intr = torch.zeros(nb, 3, device=self.device)
-            sigma = torch.zeros(nb, device=self.device)
-            xs, obs_np, w_np, kpos = [], [], [], []
+            beta_np = np.zeros((nb, model.n_shape), np.float32)
+            first = np.array([members[0] for members in gs])
+            sigma = np.array([np.median(pk.sigma[members]) for members in gs], np.float32)
+            # keyframes as global frame indices; padding repeats the last keyframe with weight 0
+            gidx = np.zeros((nb, kmax), np.int64)
+            pad = np.zeros((nb, kmax), bool)
             for r, members in enumerate(gs):
-                cand = [(i, f) for i in members for f in np.nonzero(prep[i].detected)[0]]
+                cand = np.concatenate([np.nonzero(pk.det[pk.offs[k]:pk.offs[k + 1]])[0] + pk.offs[k] for k in members])
                 pick = np.unique(np.round(np.linspace(0, len(cand) - 1, min(kmax, len(cand)))).astype(int))
-                i0 = members[0]
-                g = tracks[i0].guess
+                gidx[r, : len(pick)] = cand[pick]
+                gidx[r, len(pick):] = cand[pick[-1]]
+                pad[r, len(pick):] = True
+                g = tracks[live[members[0]]].guess
                 if g is not None and g.shape is not None:
                     sh = np.asarray(g.shape, np.float32).reshape(-1)[: model.n_shape]
-                    beta[r, : len(sh)] = self._tensor(sh)
-                intr[r] = self._tensor(np.array(prep[i0].camera.intrinsics(), np.float32))
-                sigma[r] = float(np.median([prep[i].sigma for i in members]))
-                for k, c in enumerate(pick):
-                    i, f = cand[c]
-                    xs.append(x0[i][f])
-                    obs_np.append(prep[i].obs[f])
-                    w_np.append(prep[i].w[f])
-                    kpos.append((r, k))
-                for k in range(len(pick), kmax):  # padding: a copy of the last keyframe with weight 0
-                    xs.append(x0[cand[pick[-1]][0]][cand[pick[-1]][1]])
-                    obs_np.append(prep[cand[pick[-1]][0]].obs[cand[pick[-1]][1]])
-                    w_np.append(np.zeros_like(prep[i0].w[0]))
-                    kpos.append((r, k))
-            rr = torch.as_tensor([p[0] for p in kpos], device=self.device)
-            kk = torch.as_tensor([p[1] for p in kpos], device=self.device)
-            ob = self._tensor(np.stack(obs_np))
-            wk = self._tensor(np.stack(w_np))
-            xk = self._translate(torch.stack(xs), beta[rr], ob, wk, intr[rr])
-            x[rr, kk] = xk
-            obs[rr, kk] = ob
-            w[rr, kk] = wk
+                    beta_np[r, : len(sh)] = sh
+            beta, intr = self._tensor(beta_np), pk.intr[self._tensor(first, torch.long)]
+            gi = self._tensor(gidx.reshape(-1), torch.long)
+            obs = pk.obs[gi].reshape(nb, kmax, model.n_landmarks, 2)
+            w = (pk.w[gi] * self._tensor(~pad.reshape(-1))[:, None]).reshape(nb, kmax, model.n_landmarks)
+            rep = torch.arange(nb, device=self.device).repeat_interleave(kmax)
+            x = self._translate(x0[gi], beta[rep], obs.reshape(nb * kmax, -1, 2), w.reshape(nb * kmax, -1), intr[rep])
+            x = x.reshape(nb, kmax, model.n_params)
             pts = model.camera_points(beta, x)
             w = w * self._visibility(x, pts)
-            rows = self._tensor(self.id_rows, torch.long)
             beta, _, info = solve_shape(
-                self.id_model, beta, x, obs[:, :, rows], w[:, :, rows], intr, sigma, build_objective(self.cfg, model),
+                self.id_model, beta, x, obs[:, :, rows], w[:, :, rows], intr, self._tensor(sigma), build_objective(self.cfg, model),
                 n_iter=sc.shape_iterations, damping=sc.damping, tol=sc.tol, slice_frames=self.slice_frames,
             )
-            for r, members in enumerate(gs):
-                for i in members:
-                    betas[i] = beta[r]
+            owner = np.concatenate([np.full(len(members), r) for r, members in enumerate(gs)])
+            betas[self._tensor(np.concatenate(gs), torch.long)] = beta[self._tensor(owner, torch.long)]
         return betas
 
-    def _solve_chunks(self, pieces, t_max, betas, prep, x0, tracks) -> list[tuple[np.ndarray, bool, int]]:
+    def _solve_chunks(self, pk: _Packed, pieces: list[tuple[int, int, int]], t_max: int, betas: Tensor, x0: Tensor) -> list[tuple[np.ndarray, bool, int]]:
         model, sc = self.model, self.cfg.solver
         nb = len(pieces)
-        obs = torch.zeros(nb, t_max, model.n_landmarks, 2, device=self.device)
-        w = torch.zeros(nb, t_max, model.n_landmarks, device=self.device)
-        fm = torch.zeros(nb, t_max, device=self.device)
-        x = torch.zeros(nb, t_max, model.n_params, device=self.device)
-        beta = torch.zeros(nb, model.n_shape, device=self.device)
-        intr = torch.zeros(nb, 3, device=self.device)
-        sigma = torch.zeros(nb, device=self.device)
-        fps = torch.zeros(nb, device=self.device)
-        for r, (i, s, e) in enumerate(pieces):
-            pp, n = prep[i], e - s
-            obs[r, :n] = self._tensor(pp.obs[s:e])
-            w[r, :n] = self._tensor(pp.w[s:e])
-            fm[r, :n] = 1
-            x[r, :n] = x0[i][s:e]
-            x[r, n:] = x0[i][e - 1]
-            beta[r] = betas[i]
-            intr[r] = self._tensor(np.array(pp.camera.intrinsics(), np.float32))
-            sigma[r] = pp.sigma
-            fps[r] = float(tracks[i].fps or self.cfg.smooth.reference_fps)
+        # global frame index of every (chunk, step); padding repeats the chunk's last frame, masked out
+        k = np.array([p[0] for p in pieces])
+        s = np.array([p[1] for p in pieces])
+        n = np.array([p[2] - p[1] for p in pieces])
+        step = np.arange(t_max)
+        gidx = pk.offs[k][:, None] + s[:, None] + np.minimum(step[None], n[:, None] - 1)
+        mask = step[None] < n[:, None]
+        gi, fm = self._tensor(gidx.reshape(-1), torch.long), self._tensor(mask, torch.float32)
+        kt = self._tensor(k, torch.long)
+        obs = pk.obs[gi].reshape(nb, t_max, model.n_landmarks, 2) * fm[..., None, None]
+        w = pk.w[gi].reshape(nb, t_max, model.n_landmarks) * fm[..., None]
+        x = x0[gi].reshape(nb, t_max, model.n_params)
+        beta, intr = betas[kt], pk.intr[kt]
+        sigma, fps = self._tensor(pk.sigma[k]), self._tensor(pk.fps[k])
         pts = model.camera_points(beta, x)
         w = w * self._visibility(x, pts)
         obj = build_objective(self.cfg, model, fps)
@@ -504,32 +555,57 @@ class Fitter:
         xs_np = xs.cpu().numpy()
         conv = info.converged.cpu().numpy()
         its = info.iterations.cpu().numpy()
-        return [(xs_np[r, : e - s], bool(conv[r]), int(its[r])) for r, (i, s, e) in enumerate(pieces)]
+        return [(xs_np[r, : n[r]], bool(conv[r]), int(its[r])) for r in range(nb)]
 
     # ------------------------------------------------------------------------------------------
-    def _finish(self, tr: TrackData, pp: _Prepared, beta: Tensor, x: np.ndarray, converged: bool, iterations: int) -> TrackFit:
+    def _finish(self, pk: _Packed, live: list[int], tracks: list[TrackData], prep: list[_Prepared], betas: Tensor,
+                xs: list[np.ndarray], conv: list[bool], its: list[int]) -> list[TrackFit]:
+        """Fitted pixels, FLAME translation and the quality figures of every live track."""
         model = self.model
-        xt = self._tensor(x)
-        intr = self._tensor(np.array(pp.camera.intrinsics(), np.float32))[None]
-        uv = model.project(beta[None], xt[None], intr)[0].cpu().numpy()  # [T,L,2]
-        x = x.copy()
-        x[:, TRANSL:TRANSL + 3] = model.flame_transl(beta[None], xt[None])[0].cpu().numpy()  # τ → FLAME's t
-        finite_x = np.isfinite(x).all(1) & np.isfinite(uv).all((1, 2))
-        obs_ok = np.isfinite(np.asarray(tr.landmarks, np.float32)[:, self.mp, :2]).all(-1) & pp.detected[:, None]
-        err = np.linalg.norm(uv - pp.obs, axis=-1)  # [T,L]
-        cnt = obs_ok.sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rmse = np.sqrt((np.where(obs_ok, err, 0) ** 2).sum(1) / cnt)
-            nme = (np.where(obs_ok, err, 0).sum(1) / cnt) / pp.iod
-        rmse = np.where(pp.detected, rmse, np.nan).astype(np.float32)
-        nme = np.where(pp.detected, nme, np.nan).astype(np.float32)
-        valid = pp.detected & finite_x & (nme <= self.cfg.validity.max_nme)
-        jr, ra, fa = jitter(uv, pp.obs, obs_ok)
-        return TrackFit(
-            shape=beta.cpu().numpy(), params=x.astype(np.float32), valid=valid, fit_rmse_px=rmse, nme=nme,
-            jitter_ratio=jr, converged=converged, iterations=iterations, camera=pp.camera,
-            raw_accel_px=ra, fit_accel_px=fa, uv=uv.astype(np.float32), obs=pp.obs, obs_ok=obs_ok,
-        )
+        x_all = np.concatenate(xs).astype(np.float32)
+        uv_all = np.empty((len(x_all), model.n_landmarks, 2), np.float32)
+        tr_all = np.empty((len(x_all), 3), np.float32)
+        # the model evaluated in blocks of ≤ chunk_frames frames of one track (one shape per block)
+        bl = max(1, self.cfg.solver.chunk_frames)
+        blocks = [(k, s, min(s + bl, int(pk.lens[k]))) for k in range(len(live)) for s in range(0, int(pk.lens[k]), bl)]
+        per = max(1, self.batch_frames // bl)
+        step = np.arange(bl)
+        for b0 in range(0, len(blocks), per):
+            blk = blocks[b0:b0 + per]
+            k = np.array([b[0] for b in blk])
+            s = np.array([b[1] for b in blk])
+            n = np.array([b[2] - b[1] for b in blk])
+            gidx = pk.offs[k][:, None] + s[:, None] + np.minimum(step[None], n[:, None] - 1)
+            kt = self._tensor(k, torch.long)
+            xt = self._tensor(x_all[gidx])
+            uv = model.project(betas[kt], xt, pk.intr[kt]).cpu().numpy()  # [nb,bl,L,2]
+            tt = model.flame_transl(betas[kt], xt).cpu().numpy()  # τ → FLAME's t
+            m = step[None] < n[:, None]
+            uv_all[gidx[m]] = uv[m]
+            tr_all[gidx[m]] = tt[m]
+        shapes = betas.cpu().numpy()
+        out = []
+        for k, i in enumerate(live):
+            tr, pp, sl = tracks[i], prep[i], slice(int(pk.offs[k]), int(pk.offs[k + 1]))
+            uv, x = uv_all[sl], x_all[sl].copy()
+            x[:, TRANSL:TRANSL + 3] = tr_all[sl]
+            finite_x = np.isfinite(x).all(1) & np.isfinite(uv).all((1, 2))
+            obs_ok = np.isfinite(np.asarray(tr.landmarks, np.float32)[:, self.mp, :2]).all(-1) & pp.detected[:, None]
+            err = np.linalg.norm(uv - pp.obs, axis=-1)  # [T,L]
+            cnt = obs_ok.sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rmse = np.sqrt((np.where(obs_ok, err, 0) ** 2).sum(1) / cnt)
+                nme = (np.where(obs_ok, err, 0).sum(1) / cnt) / pp.iod
+            rmse = np.where(pp.detected, rmse, np.nan).astype(np.float32)
+            nme = np.where(pp.detected, nme, np.nan).astype(np.float32)
+            valid = pp.detected & finite_x & (nme <= self.cfg.validity.max_nme)
+            jr, ra, fa = jitter(uv, pp.obs, obs_ok)
+            out.append(TrackFit(
+                shape=shapes[k], params=x, valid=valid, fit_rmse_px=rmse, nme=nme,
+                jitter_ratio=jr, converged=conv[k], iterations=its[k], camera=pp.camera,
+                raw_accel_px=ra, fit_accel_px=fa, uv=uv, obs=pp.obs, obs_ok=obs_ok,
+            ))
+        return out
 
     def _failed(self, tr: TrackData, pp: _Prepared, why: str) -> TrackFit:
         t = tr.n_frames

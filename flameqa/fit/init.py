@@ -122,20 +122,26 @@ def canonical_alignment(model: LandmarkModel, canonical_cm: np.ndarray) -> Simil
 # ---------------------------------------------------------------------------------------------
 
 
-def fill_nearest(valid: Tensor) -> Tensor:
+def fill_nearest(valid: Tensor, start: Tensor | None = None, end: Tensor | None = None) -> Tensor:
     """Index of the nearest valid frame for each frame: ``valid [T]`` bool → ``[T]`` long (ties → earlier).
 
-    All-invalid input returns ``arange`` (the caller treats such tracks as failed).
+    ``start``/``end`` ``[T]`` (optional): the first and one-past-last index of the segment each frame
+    belongs to, for many tracks laid end to end; the nearest valid frame is looked for in its own
+    segment only. A segment without a valid frame maps to itself (the caller treats it as failed).
+    One pass, no host synchronization: the same on CPU and GPU.
     """
     t = valid.shape[0]
     idx = torch.arange(t, device=valid.device)
-    if not bool(valid.any()):
-        return idx
-    big = t * 4
+    big = 4 * t + 4
     prev = torch.where(valid, idx, torch.full_like(idx, -big)).cummax(0).values
     nxt = torch.where(valid, idx, torch.full_like(idx, big)).flip(0).cummin(0).values.flip(0)
+    if start is not None:
+        prev = torch.where(prev >= start, prev, torch.full_like(idx, -big))
+    if end is not None:
+        nxt = torch.where(nxt < end, nxt, torch.full_like(idx, big))
     use_prev = (idx - prev) <= (nxt - idx)
-    return torch.where(use_prev, prev, nxt)
+    near = torch.where(use_prev, prev, nxt)
+    return torch.where((prev > -big) | (nxt < big), near, idx)
 
 
 def rotation_from_transform(transform: Tensor, align: Similarity) -> tuple[Tensor, Tensor]:

@@ -214,6 +214,7 @@ class _Prepared:
     iod: np.ndarray  # [T] per-frame IOD (track median where missing)
     sigma: float
     camera: PinholeCamera
+    obs_ok: np.ndarray  # [T,L] x, y finite in a detected frame (what the quality figures count)
 
 
 @dataclass
@@ -229,6 +230,8 @@ class _Packed:
     track_t: Tensor  # [N] live position of each frame's track
     start_t: Tensor  # [N] first frame of each frame's track
     end_t: Tensor  # [N] one past its last frame
+    obs_ok: Tensor  # [N, L] landmark observed (finite x, y) in a detected frame
+    iod: Tensor  # [N] inter-ocular distance, pixels (the track's median where missing)
     intr: Tensor  # [n_live, 3]
     sigma: np.ndarray  # [n_live]
     fps: np.ndarray  # [n_live]
@@ -331,7 +334,8 @@ class Fitter:
             cam = PinholeCamera.from_focal(tr.width, tr.height, self.cfg.camera.focal_px)
         else:
             cam = PinholeCamera.from_vfov(tr.width, tr.height, self.cfg.camera.vfov_deg)
-        return _Prepared(obs[..., :2], w.astype(np.float32), det, obs, iod.astype(np.float32), dc.noise_iod * med, cam)
+        obs_ok = np.isfinite(pts[..., :2]).all(-1) & det[:, None]
+        return _Prepared(obs[..., :2], w.astype(np.float32), det, obs, iod.astype(np.float32), dc.noise_iod * med, cam, obs_ok)
 
     def _tensor(self, a: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
         return torch.as_tensor(a, dtype=dtype, device=self.device)
@@ -415,6 +419,8 @@ class Fitter:
             track_t=self._tensor(track_of, torch.long),
             start_t=self._tensor(offs[:-1][track_of], torch.long),
             end_t=self._tensor(offs[1:][track_of], torch.long),
+            obs_ok=self._tensor(np.concatenate([prep[i].obs_ok for i in live]), torch.bool),
+            iod=self._tensor(np.concatenate([prep[i].iod for i in live])),
             intr=self._tensor(cams),
             sigma=np.array([prep[i].sigma for i in live], np.float32),
             fps=np.array([float(tracks[i].fps or self.cfg.smooth.reference_fps) for i in live], np.float32),
@@ -560,11 +566,14 @@ class Fitter:
     # ------------------------------------------------------------------------------------------
     def _finish(self, pk: _Packed, live: list[int], tracks: list[TrackData], prep: list[_Prepared], betas: Tensor,
                 xs: list[np.ndarray], conv: list[bool], its: list[int]) -> list[TrackFit]:
-        """Fitted pixels, FLAME translation and the quality figures of every live track."""
+        """Fitted pixels, FLAME translation and the quality figures of every live track, computed for
+        all frames at once on the fitter's device (one copy back per output)."""
         model = self.model
-        x_all = np.concatenate(xs).astype(np.float32)
-        uv_all = np.empty((len(x_all), model.n_landmarks, 2), np.float32)
-        tr_all = np.empty((len(x_all), 3), np.float32)
+        x_np = np.concatenate(xs).astype(np.float32)
+        n_all = len(x_np)
+        x_all = self._tensor(x_np)
+        uv = torch.empty(n_all, model.n_landmarks, 2, device=self.device)
+        transl = torch.empty(n_all, 3, device=self.device)
         # the model evaluated in blocks of ≤ chunk_frames frames of one track (one shape per block)
         bl = max(1, self.cfg.solver.chunk_frames)
         blocks = [(k, s, min(s + bl, int(pk.lens[k]))) for k in range(len(live)) for s in range(0, int(pk.lens[k]), bl)]
@@ -576,34 +585,32 @@ class Fitter:
             s = np.array([b[1] for b in blk])
             n = np.array([b[2] - b[1] for b in blk])
             gidx = pk.offs[k][:, None] + s[:, None] + np.minimum(step[None], n[:, None] - 1)
-            kt = self._tensor(k, torch.long)
-            xt = self._tensor(x_all[gidx])
-            uv = model.project(betas[kt], xt, pk.intr[kt]).cpu().numpy()  # [nb,bl,L,2]
-            tt = model.flame_transl(betas[kt], xt).cpu().numpy()  # τ → FLAME's t
             m = step[None] < n[:, None]
-            uv_all[gidx[m]] = uv[m]
-            tr_all[gidx[m]] = tt[m]
-        shapes = betas.cpu().numpy()
+            kt, gi, sel = self._tensor(k, torch.long), self._tensor(gidx, torch.long), self._tensor(m, torch.bool)
+            xt = x_all[gi]
+            uv[gi[sel]] = model.project(betas[kt], xt, pk.intr[kt])[sel]
+            transl[gi[sel]] = model.flame_transl(betas[kt], xt)[sel]  # τ → FLAME's t
+        x_all[:, TRANSL:TRANSL + 3] = transl
+        ok, det = pk.obs_ok, pk.det_t
+        err = (uv - pk.obs).norm(dim=-1)  # [N,L]
+        cnt = ok.sum(1)
+        nan = torch.full_like(cnt, float("nan"), dtype=uv.dtype)
+        rmse = torch.where(det, ((torch.where(ok, err, 0) ** 2).sum(1) / cnt).sqrt(), nan)
+        nme = torch.where(det, torch.where(ok, err, 0).sum(1) / cnt / pk.iod, nan)
+        finite = torch.isfinite(x_all).all(1) & torch.isfinite(uv).all(2).all(1)
+        valid = det & finite & (nme <= self.cfg.validity.max_nme)
+        jit = track_jitter(uv, pk.obs, ok, pk.track_t, pk.start_t, len(live))
+        uv_np, x_np, rmse_np, nme_np, valid_np, jit_np = (a.cpu().numpy() for a in (uv, x_all, rmse, nme, valid, jit))
+        ok_np, shapes = ok.cpu().numpy(), betas.cpu().numpy()
         out = []
         for k, i in enumerate(live):
-            tr, pp, sl = tracks[i], prep[i], slice(int(pk.offs[k]), int(pk.offs[k + 1]))
-            uv, x = uv_all[sl], x_all[sl].copy()
-            x[:, TRANSL:TRANSL + 3] = tr_all[sl]
-            finite_x = np.isfinite(x).all(1) & np.isfinite(uv).all((1, 2))
-            obs_ok = np.isfinite(np.asarray(tr.landmarks, np.float32)[:, self.mp, :2]).all(-1) & pp.detected[:, None]
-            err = np.linalg.norm(uv - pp.obs, axis=-1)  # [T,L]
-            cnt = obs_ok.sum(1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rmse = np.sqrt((np.where(obs_ok, err, 0) ** 2).sum(1) / cnt)
-                nme = (np.where(obs_ok, err, 0).sum(1) / cnt) / pp.iod
-            rmse = np.where(pp.detected, rmse, np.nan).astype(np.float32)
-            nme = np.where(pp.detected, nme, np.nan).astype(np.float32)
-            valid = pp.detected & finite_x & (nme <= self.cfg.validity.max_nme)
-            jr, ra, fa = jitter(uv, pp.obs, obs_ok)
+            pp, sl = prep[i], slice(int(pk.offs[k]), int(pk.offs[k + 1]))
+            ra, fa = (float(v) if np.isfinite(v) else None for v in jit_np[k])
+            jr = fa / ra if ra is not None and fa is not None and ra > 0 else None
             out.append(TrackFit(
-                shape=shapes[k], params=x, valid=valid, fit_rmse_px=rmse, nme=nme,
+                shape=shapes[k], params=x_np[sl], valid=valid_np[sl], fit_rmse_px=rmse_np[sl], nme=nme_np[sl],
                 jitter_ratio=jr, converged=conv[k], iterations=its[k], camera=pp.camera,
-                raw_accel_px=ra, fit_accel_px=fa, uv=uv, obs=pp.obs, obs_ok=obs_ok,
+                raw_accel_px=ra, fit_accel_px=fa, uv=uv_np[sl], obs=pp.obs, obs_ok=ok_np[sl],
             ))
         return out
 
@@ -630,3 +637,25 @@ def jitter(fit_uv: np.ndarray, obs: np.ndarray, ok: np.ndarray) -> tuple[float |
     if not ar > 0:
         return None, float(ar), float(af)
     return float(af / ar), float(ar), float(af)
+
+
+def track_jitter(uv: Tensor, obs: Tensor, ok: Tensor, track: Tensor, start: Tensor, n_tracks: int) -> Tensor:
+    """:func:`jitter`'s raw and fitted accelerations for many tracks laid end to end, in one pass.
+
+    Args: ``uv``/``obs [N, L, 2]``, ``ok [N, L]``, ``track [N]`` (index of each frame's track),
+    ``start [N]`` (its first frame). Returns ``[n_tracks, 2]``: (raw, fit) mean |second difference|
+    over the frame triples of one track where all three observations exist; NaN where none do.
+    """
+    if uv.shape[0] < 3:
+        return torch.full((n_tracks, 2), float("nan"), dtype=uv.dtype, device=uv.device)
+    idx = torch.arange(2, uv.shape[0], device=uv.device)
+    m = ok[2:] & ok[1:-1] & ok[:-2] & (idx - 2 >= start[2:])[:, None]  # the triple lies in one track
+    af = (uv[2:] - 2 * uv[1:-1] + uv[:-2]).norm(dim=-1)
+    ar = (obs[2:] - 2 * obs[1:-1] + obs[:-2]).norm(dim=-1)
+    tr = track[2:]
+    zero = torch.zeros(n_tracks, dtype=torch.float64, device=uv.device)
+    cnt = zero.index_add(0, tr, m.sum(1).double())
+    raw = zero.index_add(0, tr, torch.where(m, ar, 0).double().sum(1)) / cnt
+    fit = zero.index_add(0, tr, torch.where(m, af, 0).double().sum(1)) / cnt
+    return torch.stack([raw, fit], 1).to(uv.dtype)
+

@@ -56,6 +56,12 @@ class FacesConfig(Config):
     """Segments with at least this many faces in one frame get ``many_faces``."""
     black_luma: float = 12.0
     """Frames whose mean luma (0-255) is below this count as black (flag ``black_frames``)."""
+    decode_threads: int = 2
+    """Decoder threads per landmark process (0: FFmpeg's one per core). The stage runs one landmark
+    process per core: with FFmpeg's default a 16-core node ran 16 × 16 decoder threads, and one
+    process's CPU per frame was twice the landmarker's own (H200 node, bench/README.md)."""
+    opencv_threads: int = 1
+    """OpenCV threads per landmark process (its YUV→RGB conversion): 1, for the same reason."""
     spool_mb: int = 256
     """Output rows of one clip beyond this size are spooled to a memory-mapped Arrow file under
     ``OUT/tmp`` instead of RAM, so a 1-hour clip does not hold gigabytes of landmarks in memory."""

@@ -53,7 +53,8 @@ def detection_size(width: int, height: int, max_side: int) -> tuple[int, int] | 
 
 
 def decode_frames(
-    path: str, fps: float, start_s: float, end_s: float | None, rotation: int, size: tuple[int, int] | None, stored: tuple[int, int]
+    path: str, fps: float, start_s: float, end_s: float | None, rotation: int, size: tuple[int, int] | None, stored: tuple[int, int],
+    threads: int = 0,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """``(idx, t, image)`` like :func:`flameqa.io.media.iter_frames`: upright RGB ``[H, W, 3]`` uint8.
 
@@ -65,19 +66,20 @@ def decode_frames(
     Args:
         size: (w, h) to scale the stored (not yet rotated) frame to; None keeps it.
         stored: (w, h) of the stored frame, to check that a 4:2:0 layout exists.
+        threads: decoder threads (0: one per core).
     """
     from flameqa.io.media import iter_frames
 
     w, h = size or stored
     if w % 2 or h % 2:
-        yield from iter_frames(path, fps=fps, start_s=start_s, end_s=end_s, rotation=rotation, size=size)
+        yield from iter_frames(path, fps=fps, start_s=start_s, end_s=end_s, rotation=rotation, size=size, threads=threads)
         return
     import cv2
 
     # the reader's own rotation helper, so both paths share one convention
     from flameqa.io.media import upright
 
-    for idx, t, yuv in iter_frames(path, fps=fps, start_s=start_s, end_s=end_s, rotation=0, size=size, fmt="yuv420p"):
+    for idx, t, yuv in iter_frames(path, fps=fps, start_s=start_s, end_s=end_s, rotation=0, size=size, fmt="yuv420p", threads=threads):
         yield idx, t, upright(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), rotation)
 
 
@@ -203,6 +205,10 @@ class FacesStage(Stage):
         from flameqa.vision.landmarker import FaceLandmarker
 
         self.config: FacesConfig = config
+        if config.opencv_threads > 0:
+            import cv2
+
+            cv2.setNumThreads(config.opencv_threads)
         self.landmarker = FaceLandmarker(config.landmarker)
         self._stats = {"clips": 0, "frames": 0, "black_frames": 0, "dropped_tracks": 0, "segments": 0, "seconds": 0.0}
         from flameqa.stages.pool import InnerPool
@@ -290,7 +296,7 @@ class FacesStage(Stage):
         )
         n = 0
         stored = (H, W) if rotation in (90, 270) else (W, H)
-        frames = decode_frames(clip["path"], fps, float(clip["start_s"]), clip.get("end_s"), rotation, dec_size, stored)
+        frames = decode_frames(clip["path"], fps, float(clip["start_s"]), clip.get("end_s"), rotation, dec_size, stored, self.config.decode_threads)
         pre = _Prefetch(frames)
         self.landmarker.start_clip()
         try:

@@ -113,3 +113,26 @@ def test_chunked_long_track_is_seamless(demo_layer):
     near = np.concatenate([np.arange(s - 30, s + 5) for s in seams])
     assert acc[near].max() <= 1.5 * np.percentile(acc, 99)
     assert abs(b.jitter_ratio - a.jitter_ratio) < 0.02
+
+
+def test_track_jitter_equals_jitter_per_track():
+    """The one-pass jitter over tracks laid end to end is the per-track figure (no triple crosses a track)."""
+    import torch
+
+    from flameqa.fit.fitter import jitter, track_jitter
+
+    rng = np.random.default_rng(4)
+    lens = [5, 2, 40, 3]
+    uv = [rng.normal(size=(t, 6, 2)).astype(np.float32) for t in lens]
+    obs = [u + rng.normal(size=u.shape).astype(np.float32) for u in uv]
+    ok = [rng.random((t, 6)) > 0.2 for t in lens]
+    ok[3][:] = False  # a track without any full triple
+    track = np.repeat(np.arange(len(lens)), lens)
+    start = np.repeat(np.cumsum([0] + lens[:-1]), lens)
+    got = track_jitter(*(torch.as_tensor(np.concatenate(a)) for a in (uv, obs, ok)), torch.as_tensor(track), torch.as_tensor(start), len(lens)).numpy()
+    for k in range(len(lens)):
+        _, raw, fit = jitter(uv[k], obs[k], ok[k])
+        if raw is None:
+            assert np.isnan(got[k]).all()
+        else:
+            np.testing.assert_allclose(got[k], [raw, fit], rtol=1e-5)

@@ -12,6 +12,10 @@ C=requirements/constraints.txt
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+# MediaPipe's library links libEGL and libGLESv2 even when it runs on the CPU: without them every
+# landmark call fails (seen on a bare CUDA image)
+ldconfig -p 2>/dev/null | grep 'libEGL\.so\.1 ' >/dev/null || need+=(libegl1)
+ldconfig -p 2>/dev/null | grep 'libGLESv2\.so\.2 ' >/dev/null || need+=(libgles2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing system packages: ${need[*]}"

@@ -46,7 +46,8 @@ def _chunks(video: str | Path, cfg: Any, fps: float, max_frames: int | None, chu
     stored = (H, W) if p.rotation in (90, 270) else (W, H)
     dec = None if size is None else (size[::-1] if p.rotation in (90, 270) else size)
     spans: list[tuple[float, int | None]] = [(0.0, None)]
-    if max_frames is not None and p.duration_s:
+    # fewer frames than asked for: all of them, once (spread chunks would overlap)
+    if max_frames is not None and p.duration_s and max_frames < p.duration_s * fps:
         k = max(1, -(-max_frames // chunk))
         spans = [(i * p.duration_s / k, -(-max_frames // k)) for i in range(k)]
     for start, n in spans:

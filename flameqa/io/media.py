@@ -13,7 +13,7 @@ import tempfile
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -173,8 +173,36 @@ def iter_frames(
     their own video on a many-core node set a small number, so N processes do not run N × cores
     decoder threads.
     """
+    for _, idx, t, img in iter_windows(path, [(start_s, end_s)], fps, rotation, size, fmt, skip_loop_filter, threads):
+        yield idx, t, img
+
+
+def iter_windows(
+    path: str | os.PathLike,
+    windows: Sequence[tuple[float, float | None]],
+    fps: float = 25.0,
+    rotation: int = 0,
+    size: tuple[int, int] | None = None,
+    fmt: str = "rgb24",
+    skip_loop_filter: bool = False,
+    threads: int = 0,
+) -> Iterator[tuple[int, int, float, np.ndarray]]:
+    """:func:`iter_frames` of several ``[start_s, end_s)`` windows of one video in one decoding pass.
+
+    Yields ``(k, idx, t, image)``: the window's index in ``windows``, then what :func:`iter_frames`
+    would yield for that window alone, frame for frame: a target time shows the latest decoded frame
+    at or before it, whichever window asked for the decoded frames around it. Windows must be
+    sorted and not overlap; gaps between them are decoded through, not sought over (meant for
+    shots of one video that follow each other: one seek for the run instead of one per shot, each
+    of which decodes again from the keyframe before it). Only the last window may be open-ended.
+    """
     import av
 
+    if not windows:
+        return
+    for (s0, e0), (s1, _) in zip(windows, windows[1:]):
+        if e0 is None or s1 < e0 - 1e-6 or s1 < s0:
+            raise ValueError(f"windows must be sorted and not overlap: {(s0, e0)} then starts at {s1}")
     step = 1.0 / fps
     try:
         container = av.open(str(path))
@@ -189,8 +217,15 @@ def iter_frames(
             vs.thread_count = threads
         if skip_loop_filter:
             vs.codec_context.options = {**vs.codec_context.options, "skip_loop_filter": "all"}
+        k = 0
+        start_s, end_s = windows[0]
         if start_s > 1.0:
-            container.seek(int(max(0.0, start_s - 1.0) / vs.time_base), stream=vs, backward=True)
+            try:
+                container.seek(int(max(0.0, start_s - 1.0) / vs.time_base), stream=vs, backward=True)
+            except av.error.FFmpegError as e:
+                # some containers refuse to seek (EPERM from an MPEG stream remuxed into MP4):
+                # decoding from the start gives the same frames, only slower
+                log.debug("seek refused in %s (%s): decoding from the start", path, e)
         idx = 0
         target = start_s
         prev = None  # (time, frame) of the latest decoded frame
@@ -205,28 +240,38 @@ def iter_frames(
                 return upright(_luma(frame, size), rotation)
             return np.ascontiguousarray(upright(frame.to_ndarray(**kw), rotation))
 
-        def within(t: float) -> bool:
-            return end_s is None or t < end_s - eps
+        def settle() -> bool:
+            """Move past finished windows; False when none is left."""
+            nonlocal k, start_s, end_s, idx, target
+            while end_s is not None and target >= end_s - eps:
+                k += 1
+                if k == len(windows):
+                    return False
+                start_s, end_s = windows[k]
+                idx, target = 0, start_s
+            return True
 
         try:
             for frame in container.decode(vs):
                 if frame.pts is None:
                     continue
                 t = float(frame.pts * vs.time_base)
-                if not within(target):
+                if not settle():
                     break
                 # every target time before this frame is shown by the previous frame (or, before the
                 # first decoded frame, by this one)
-                while target < t - eps and within(target):
-                    yield idx, round(target, 6), emit(prev[1] if prev is not None else frame)
+                while target < t - eps:
+                    yield k, idx, round(target, 6), emit(prev[1] if prev is not None else frame)
                     idx += 1
                     target = start_s + idx * step
+                    if not settle():
+                        return
                 last_dt = t - prev[0] if prev is not None else last_dt
                 prev = (t, frame)
             if prev is not None:  # the last frame is shown for the last observed frame interval
                 dur = last_dt if last_dt and last_dt > 0 else step
-                while target < prev[0] + dur - eps and within(target):
-                    yield idx, round(target, 6), emit(prev[1])
+                while settle() and target < prev[0] + dur - eps:
+                    yield k, idx, round(target, 6), emit(prev[1])
                     idx += 1
                     target = start_s + idx * step
         except av.error.FFmpegError as e:

@@ -56,6 +56,9 @@ class FacesConfig(Config):
     """Segments with at least this many faces in one frame get ``many_faces``."""
     black_luma: float = 12.0
     """Frames whose mean luma (0-255) is below this count as black (flag ``black_frames``)."""
+    decode_runs: bool = True
+    """Decode consecutive clips (shots) of one video in one pass: one seek per run of clips instead
+    of one per clip, each of which decodes again from the keyframe before it. Same frames."""
     decode_threads: int = 2
     """Decoder threads per landmark process (0: FFmpeg's one per core). The stage runs one landmark
     process per core: with FFmpeg's default a 16-core node ran 16 × 16 decoder threads, and one

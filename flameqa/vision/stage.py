@@ -68,19 +68,29 @@ def decode_frames(
         stored: (w, h) of the stored frame, to check that a 4:2:0 layout exists.
         threads: decoder threads (0: one per core).
     """
-    from flameqa.io.media import iter_frames
+    for _, idx, t, img in decode_windows(path, fps, [(start_s, end_s)], rotation, size, stored, threads):
+        yield idx, t, img
+
+
+def decode_windows(
+    path: str, fps: float, windows: list[tuple[float, float | None]], rotation: int, size: tuple[int, int] | None,
+    stored: tuple[int, int], threads: int = 0,
+) -> Iterator[tuple[int, int, float, np.ndarray]]:
+    """:func:`decode_frames` of several windows in one decoding pass (``(k, idx, t, image)``, see
+    :func:`flameqa.io.media.iter_windows`)."""
+    from flameqa.io.media import iter_windows
 
     w, h = size or stored
     if w % 2 or h % 2:
-        yield from iter_frames(path, fps=fps, start_s=start_s, end_s=end_s, rotation=rotation, size=size, threads=threads)
+        yield from iter_windows(path, windows, fps=fps, rotation=rotation, size=size, threads=threads)
         return
     import cv2
 
     # the reader's own rotation helper, so both paths share one convention
     from flameqa.io.media import upright
 
-    for idx, t, yuv in iter_frames(path, fps=fps, start_s=start_s, end_s=end_s, rotation=0, size=size, fmt="yuv420p", threads=threads):
-        yield idx, t, upright(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), rotation)
+    for k, idx, t, yuv in iter_windows(path, windows, fps=fps, rotation=0, size=size, fmt="yuv420p", threads=threads):
+        yield k, idx, t, upright(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), rotation)
 
 
 class _Prefetch:
@@ -135,6 +145,37 @@ class _Prefetch:
         self._t.join(timeout=10)
 
 
+class _RunFrames:
+    """One decoding pass over a run of clips (``(k, idx, t, image)`` items), handed out clip by clip."""
+
+    def __init__(self, items: Iterator[tuple[int, int, float, np.ndarray]]) -> None:
+        self._it = iter(items)
+        self._head: tuple[int, int, float, np.ndarray] | None = None
+        self.ended = False
+        """The pass ended (end of file, decode error): later clips get no frames from it."""
+
+    def window(self, k: int) -> Iterator[tuple[int, float, np.ndarray]]:
+        """The frames of clip ``k`` (those of earlier clips that were not taken are skipped)."""
+        while True:
+            if self._head is None:
+                if self.ended:
+                    return
+                try:
+                    self._head = next(self._it)
+                except StopIteration:
+                    self.ended = True
+                    return
+                except BaseException:
+                    self.ended = True
+                    raise
+            kk, idx, t, img = self._head
+            if kk > k:
+                return
+            self._head = None
+            if kk == k:
+                yield idx, t, img
+
+
 class _Sink:
     """Collects a clip's output rows; past ``limit`` bytes they go to a memory-mapped Arrow file.
 
@@ -186,6 +227,53 @@ class _Sink:
             self._writer.close()
             self._path.unlink(missing_ok=True)  # type: ignore[union-attr]
         self._parts.clear()
+
+
+def clip_runs(clips: list[dict[str, Any]], parts: int = 1, max_gap_s: float = 0.5) -> list[list[dict[str, Any]]]:
+    """``clips`` (in order) cut into runs that one decoding pass can serve: consecutive clips of one
+    video with the same frame rate, size and rotation, each starting within ``max_gap_s`` of the
+    previous one's end (decoding through a short gap is cheaper than a seek). Runs are then cut
+    further, by duration, so that there are about ``parts`` pieces to spread over processes.
+    Clips that are not ``ok`` stand alone. Concatenated, the runs are ``clips`` again."""
+    runs: list[list[dict[str, Any]]] = []
+    key = None
+    for c in clips:
+        k = (c.get("path"), c.get("fps"), c.get("width"), c.get("height"), c.get("rotation"))
+        prev = runs[-1][-1] if runs else None
+        joins = (
+            prev is not None and key == k and c.get("status", "ok") == "ok" and prev.get("status", "ok") == "ok"
+            and prev.get("end_s") is not None and c.get("start_s") is not None
+            and 0.0 <= float(c["start_s"]) - float(prev["end_s"]) <= max_gap_s
+        )
+        if joins:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+        key = k
+    if parts <= len(runs):
+        return runs
+
+    def dur(c: dict[str, Any]) -> float:
+        return max(0.0, float(c.get("end_s") or 0.0) - float(c.get("start_s") or 0.0))
+
+    total = sum(dur(c) for r in runs for c in r) or 1.0
+    out: list[list[dict[str, Any]]] = []
+    for r in runs:
+        n = min(len(r), max(1, round(parts * sum(dur(c) for c in r) / total)))
+        if n == 1:
+            out.append(r)
+            continue
+        # greedy: close a piece once it holds an n-th of the run's duration
+        target, acc, piece = sum(dur(c) for c in r) / n, 0.0, []
+        for c in r:
+            piece.append(c)
+            acc += dur(c)
+            if acc >= target - 1e-9:
+                out.append(piece)
+                piece, acc = [], 0.0
+        if piece:
+            out.append(piece)
+    return out
 
 
 class FacesStage(Stage):
@@ -261,8 +349,11 @@ class FacesStage(Stage):
         )
 
     # -- one clip -------------------------------------------------------------------------
-    def process_clip(self, clip: Mapping[str, Any]) -> pa.Table:
-        """All ``faces`` rows of one ``clips`` row (streams its frames; see the module docstring)."""
+    def process_clip(self, clip: Mapping[str, Any], frames: Iterator[tuple[int, float, np.ndarray]] | None = None) -> pa.Table:
+        """All ``faces`` rows of one ``clips`` row (streams its frames; see the module docstring).
+
+        ``frames``: the clip's decoded frames from a pass shared with other clips (see
+        :meth:`process_run`); by default the clip decodes its own."""
         from flameqa.io.media import MediaError
         from flameqa.io.schema import conform, load_schema
         from flameqa.vision.landmarker import FrameFaces, dedupe
@@ -296,11 +387,13 @@ class FacesStage(Stage):
         )
         n = 0
         stored = (H, W) if rotation in (90, 270) else (W, H)
-        frames = decode_frames(clip["path"], fps, float(clip["start_s"]), clip.get("end_s"), rotation, dec_size, stored, self.config.decode_threads)
-        pre = _Prefetch(frames)
+        pre = None
+        if frames is None:
+            frames = pre = _Prefetch(decode_frames(
+                clip["path"], fps, float(clip["start_s"]), clip.get("end_s"), rotation, dec_size, stored, self.config.decode_threads))
         self.landmarker.start_clip()
         try:
-            for idx, _t, img in pre:
+            for idx, _t, img in frames:
                 if n == 0 and size is None and img.shape[:2] != (H, W):
                     W, H = img.shape[1], img.shape[0]  # trust the decoded frames over the clip's metadata
                     base.update(image_width=W, image_height=H)
@@ -320,7 +413,8 @@ class FacesStage(Stage):
             sink.discard()
             raise
         finally:
-            pre.close()
+            if pre is not None:
+                pre.close()
         self._stats["clips"] += 1
         self._stats["frames"] += n
         self._stats["black_frames"] += len(black)
@@ -339,10 +433,42 @@ class FacesStage(Stage):
         log.debug("%s: %d frames, %d segments, %d black", clip["clip_id"], n, sink.rows, len(black))
         return sink.finish()
 
+    def process_run(self, clips: list[Mapping[str, Any]]) -> pa.Table:
+        """The ``faces`` rows of clips that follow each other in one video (see :func:`clip_runs`),
+        decoded in one pass: one seek for the run, not one per clip (a seek decodes again from the
+        keyframe before the clip; on a 60 s 720p video cut every 3-6 s that was 40 % more decoding).
+        The frames are the same as each clip's own decode (tested). A clip the shared pass did not
+        reach (it ended early on a decode error) decodes on its own, as it would have alone."""
+        if len(clips) == 1:
+            return self.process_clip(clips[0])
+        c0 = clips[0]
+        rotation = int(c0.get("rotation") or 0) % 360
+        W, H = int(c0.get("width") or 0), int(c0.get("height") or 0)
+        size = detection_size(W, H, self.config.landmarker.max_side) if W and H else None
+        dec_size = None if size is None else (size[::-1] if rotation in (90, 270) else size)
+        stored = (H, W) if rotation in (90, 270) else (W, H)
+        windows = [(float(c["start_s"]), c.get("end_s")) for c in clips]
+        pre = _Prefetch(decode_windows(c0["path"], float(c0.get("fps") or 25.0), windows, rotation, dec_size, stored, self.config.decode_threads))
+        run = _RunFrames(pre)
+        parts = []
+        try:
+            for k, clip in enumerate(clips):
+                before = self._stats["frames"]
+                table = self.process_clip(clip, run.window(k))
+                if run.ended and self._stats["frames"] == before:
+                    table = self.process_clip(clip)  # the shared pass stopped before this clip
+                parts.append(table)
+        finally:
+            pre.close()
+        return pa.concat_tables(parts)
+
     # -- stage contract -------------------------------------------------------------------
     def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         rows = batch.to_pylist()
-        parts = self.inner.map("process_clip", rows)
+        procs = self.inner.processes
+        # a few pieces per process: the pool hands them out as processes come free
+        runs = clip_runs(rows, 1 if procs == 1 else 2 * procs) if self.config.decode_runs else [[r] for r in rows]
+        parts = self.inner.map("process_run", runs)
         from flameqa.io.schema import conform
 
         return {"faces": pa.concat_tables(parts) if parts else conform("faces", [])}

@@ -315,3 +315,38 @@ time.sleep(600)
         assert not any(psutil.pid_exists(h) and psutil.Process(h).status() != psutil.STATUS_ZOMBIE for h in helpers)
     finally:
         p.kill()
+
+
+def test_clips_of_one_video_decode_in_one_pass_with_the_same_rows(tmp_path, bundle, monkeypatch):
+    """A run of consecutive clips is decoded once (one seek), and gives the rows each clip gives alone."""
+    import flameqa.io.media as media
+    from flameqa.bench.pipeline import concat_copies
+    from flameqa.stages.base import StageContext
+    from flameqa.vision.stage import FacesStage, clip_runs
+
+    video = concat_copies(grid_clips()[0], tmp_path / "three.mp4", 3)  # 9 s, 25 fps
+    cuts = [0.0, 1.3, 3.0, 4.52, 6.0, 9.0]  # windows that do not start on the frame grid too
+    rows = [clip_row(f"v.c{k:03d}", video, a, b) for k, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+    rows.insert(2, clip_row("v.bad", video, 3.0, 3.0, status="failed"))  # not ok: stands alone
+    assert [[r["clip_id"] for r in g] for g in clip_runs(rows)] == [["v.c000", "v.c001"], ["v.bad"], ["v.c002", "v.c003", "v.c004"]]
+    batch = pa.Table.from_pylist(rows)
+    cfg = faces_config().faces
+    shared = FacesStage(cfg, StageContext(out=tmp_path))
+    alone = FacesStage(cfg, StageContext(out=tmp_path))
+    passes = []
+    real = media.iter_windows
+    monkeypatch.setattr(media, "iter_windows", lambda path, windows, *a, **k: passes.append(len(windows)) or real(path, windows, *a, **k))
+    try:
+        got = shared(batch, {})["faces"]
+        assert passes == [2, 3]  # two decoding passes for five clips
+        want = pa.concat_tables([alone.process_clip(r) for r in rows])
+    finally:
+        shared.close()
+        alone.close()
+    assert got.column("clip_id").to_pylist() == want.column("clip_id").to_pylist()
+    assert got.column("status").to_pylist() == ["ok", "ok", "skipped", "ok", "ok", "ok"]
+    assert got.equals(want)
+    # every target time of every window: ⌈(end − start) × 25⌉ frames each
+    import math
+
+    assert sum(len(f) for f in got.column("frame_idx").to_pylist()) == sum(math.ceil(round((b - a) * 25, 6)) for a, b in zip(cuts, cuts[1:]))

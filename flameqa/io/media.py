@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import math
 import os
 import tempfile
 import wave

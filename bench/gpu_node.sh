@@ -6,7 +6,7 @@
 # VIDEO: a 720p25 talking-head video (python bench/pipeline.py --synth talk720.mp4 makes one);
 # COPIES: back-to-back copies for the one- and two-process faces runs (default 4; all cores get
 # COPIES*cores/4+1), and the pipeline runs cores inputs of two copies each.
-# Optional, for a node that cannot install packages: .dev/site.tar.xz (extracted site-packages,
+# Optional, for a node that cannot install packages (bench/gpu_bundle.sh packs them): .dev/site.tar.xz (extracted site-packages,
 # put first on PYTHONPATH) and .dev/models (the model cache, used as $FLAMEQA_MODEL_DIR).
 # Steps: CUDA tests; fit on CUDA vs the CPU with every core (same run); faces at 1, 2 and all
 # cores; the video path of the production pipeline (ingest, faces, fit; speech needs its model).

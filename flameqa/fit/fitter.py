@@ -205,16 +205,14 @@ def stitch(chunks: list[tuple[int, int]], values: list[np.ndarray], t: int) -> n
 
 @dataclass
 class _Prepared:
-    """A track turned into solver inputs (numpy, model landmark order)."""
+    """A track's per-frame detection and scale figures (numpy, small); the landmark arrays of all
+    tracks are prepared together on the fitter's device (:meth:`Fitter._prepare_all`)."""
 
-    obs: np.ndarray  # [T,L,2] finite (0 where missing)
-    w: np.ndarray  # [T,L] base weights × finite × detected × score
     detected: np.ndarray  # [T] effective detection
-    lmk3d: np.ndarray  # [T,L,3] finite
+    score: np.ndarray  # [T] detection score in [0, 1] (1 where unknown)
     iod: np.ndarray  # [T] per-frame IOD (track median where missing)
     sigma: float
     camera: PinholeCamera
-    obs_ok: np.ndarray  # [T,L] x, y finite in a detected frame (what the quality figures count)
 
 
 @dataclass
@@ -223,8 +221,9 @@ class _Packed:
 
     offs: np.ndarray  # [n_live + 1] first frame of each track
     lens: np.ndarray  # [n_live]
-    obs: Tensor  # [N, L, 2]
-    w: Tensor  # [N, L]
+    lmk3d: Tensor  # [N, L, 3] the model's landmarks as observed, 0 where not finite
+    obs: Tensor  # [N, L, 2] their pixels (a view of lmk3d)
+    w: Tensor  # [N, L] base weights × finite × detected × score
     det: np.ndarray  # [N] bool
     det_t: Tensor  # [N] bool
     track_t: Tensor  # [N] live position of each frame's track
@@ -298,44 +297,59 @@ class Fitter:
         with torch.inference_mode():
             return self._fit(tracks, progress)
 
-    def _prepare(self, tr: TrackData) -> _Prepared:
+    def _prepare_all(self, tracks: list[TrackData]) -> tuple[list[_Prepared], Tensor, Tensor]:
+        """Every track's landmarks at once: returns the per-track figures, the model's landmarks of
+        all frames laid end to end ``[N, L, 3]`` (on the device) and which are finite ``[N, L]``.
+
+        The O(N·L) work (gather, finiteness) runs on the fitter's device over all tracks; only
+        per-frame figures come back to the host for the per-track logic (detection, IOD median).
+        """
         dc = self.cfg.data
-        lm = np.asarray(tr.landmarks, np.float32)
-        t = lm.shape[0]
-        if lm.shape[1:] != (478, 3):
-            raise ValueError(f"track landmarks must be [T, 478, 3], got {lm.shape}")
-        pts = lm[:, self.mp]  # [T,L,3]
-        finite = np.isfinite(pts).all(-1)
-        det = np.asarray(tr.detected, bool).copy()
-        if tr.det_score is not None:
-            sc = np.asarray(tr.det_score, np.float32)
-            det &= ~(np.isfinite(sc) & (sc < dc.min_det_score))
-            score = np.where(np.isfinite(sc), np.clip(sc, 0.0, 1.0), 1.0)
-        else:
-            score = np.ones(t, np.float32)
-        det &= finite.mean(1) >= dc.min_landmarks
-        w = self.base_w[None] * finite * det[:, None] * score[:, None]
-        obs = np.where(finite[..., None], pts, 0.0).astype(np.float32)
-        a, b = lm[:, IOD_PAIR[0], :2], lm[:, IOD_PAIR[1], :2]
-        with np.errstate(invalid="ignore"):
-            iod = np.linalg.norm(a - b, axis=-1)
-        ok = np.isfinite(iod) & det & (iod > 0)
-        if not ok.any() and det.any():
-            # eye corners not observed (a landmark set without them): 0.6 × the face's width instead
+        for tr in tracks:
+            shape = np.shape(tr.landmarks)
+            if len(shape) != 3 or shape[1:] != (478, 3):
+                raise ValueError(f"track landmarks must be [T, 478, 3], got {shape}")
+        lm = np.concatenate([np.asarray(tr.landmarks, np.float32) for tr in tracks])  # [N,478,3]
+        pts = self._tensor(lm)
+        if not np.array_equal(self.mp, np.arange(478)):
+            pts = pts[:, self._tensor(self.mp, torch.long)]
+        finite = torch.isfinite(pts.sum(-1))  # a NaN/Inf coordinate makes the sum non-finite
+        frac = finite.float().mean(1).cpu().numpy()
+        prep, s0 = [], 0
+        for tr in tracks:
+            t = np.shape(tr.landmarks)[0]
+            det = np.asarray(tr.detected, bool).copy()
+            if tr.det_score is not None:
+                sc = np.asarray(tr.det_score, np.float32)
+                det &= ~(np.isfinite(sc) & (sc < dc.min_det_score))
+                score = np.where(np.isfinite(sc), np.clip(sc, 0.0, 1.0), 1.0).astype(np.float32)
+            else:
+                score = np.ones(t, np.float32)
+            det &= frac[s0:s0 + t] >= dc.min_landmarks
+            lmt = lm[s0:s0 + t]
+            a, b = lmt[:, IOD_PAIR[0], :2], lmt[:, IOD_PAIR[1], :2]
             with np.errstate(invalid="ignore"):
-                span = np.nanmax(np.where(finite, pts[..., 0], np.nan), 1) - np.nanmin(np.where(finite, pts[..., 0], np.nan), 1)
-            iod = np.where(det, 0.6 * span, np.nan)
+                iod = np.linalg.norm(a - b, axis=-1)
             ok = np.isfinite(iod) & det & (iod > 0)
-        med = float(np.median(iod[ok])) if ok.any() else float("nan")
-        iod = np.where(ok, iod, med)
-        if tr.focal_px is not None:
-            cam = PinholeCamera.from_focal(tr.width, tr.height, tr.focal_px)
-        elif self.cfg.camera.focal_px is not None:
-            cam = PinholeCamera.from_focal(tr.width, tr.height, self.cfg.camera.focal_px)
-        else:
-            cam = PinholeCamera.from_vfov(tr.width, tr.height, self.cfg.camera.vfov_deg)
-        obs_ok = np.isfinite(pts[..., :2]).all(-1) & det[:, None]
-        return _Prepared(obs[..., :2], w.astype(np.float32), det, obs, iod.astype(np.float32), dc.noise_iod * med, cam, obs_ok)
+            if not ok.any() and det.any():
+                # eye corners not observed (a landmark set without them): 0.6 × the face's width instead
+                x = lmt[:, self.mp, 0]
+                x = np.where(np.isfinite(lmt[:, self.mp]).all(-1), x, np.nan)
+                with np.errstate(invalid="ignore"):
+                    span = np.nanmax(x, 1) - np.nanmin(x, 1)
+                iod = np.where(det, 0.6 * span, np.nan)
+                ok = np.isfinite(iod) & det & (iod > 0)
+            med = float(np.median(iod[ok])) if ok.any() else float("nan")
+            iod = np.where(ok, iod, med).astype(np.float32)
+            if tr.focal_px is not None:
+                cam = PinholeCamera.from_focal(tr.width, tr.height, tr.focal_px)
+            elif self.cfg.camera.focal_px is not None:
+                cam = PinholeCamera.from_focal(tr.width, tr.height, self.cfg.camera.focal_px)
+            else:
+                cam = PinholeCamera.from_vfov(tr.width, tr.height, self.cfg.camera.vfov_deg)
+            prep.append(_Prepared(det, score, iod, dc.noise_iod * med, cam))
+            s0 += t
+        return prep, pts, finite
 
     def _tensor(self, a: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
         return torch.as_tensor(a, dtype=dtype, device=self.device)
@@ -344,7 +358,10 @@ class Fitter:
         cfg = self.cfg
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         clock = _Clock(sync)
-        prep = [self._prepare(t) for t in tracks]
+        if not tracks:
+            self.timings = clock.done()
+            return []
+        prep, pts, finite = self._prepare_all(tracks)
         results: list[TrackFit | None] = [None] * len(tracks)
         live = []
         for i, (tr, pp) in enumerate(zip(tracks, prep)):
@@ -356,7 +373,8 @@ class Fitter:
             self.timings = clock.done()
             return [r for r in results if r is not None]
         # every live track's frames laid end to end: the per-frame work of all tracks is one batch
-        pk = self._pack(live, tracks, prep)
+        pk = self._pack(live, tracks, prep, pts, finite)
+        del pts, finite
         clock.lap("prepare")
 
         # --- initialization (every frame at once; cheap, O(N·L)) ---
@@ -405,21 +423,26 @@ class Fitter:
         return [r for r in results if r is not None]
 
     # ------------------------------------------------------------------------------------------
-    def _pack(self, live: list[int], tracks: list[TrackData], prep: list[_Prepared]) -> _Packed:
+    def _pack(self, live: list[int], tracks: list[TrackData], prep: list[_Prepared], pts: Tensor, finite: Tensor) -> _Packed:
         lens = np.array([tracks[i].n_frames for i in live], np.int64)
         offs = np.concatenate([[0], np.cumsum(lens)])
         track_of = np.repeat(np.arange(len(live)), lens)
+        if len(live) < len(tracks):  # failed tracks' frames out
+            first = np.concatenate([[0], np.cumsum([t.n_frames for t in tracks])])
+            rows = self._tensor(np.concatenate([np.arange(first[i], first[i + 1]) for i in live]), torch.long)
+            pts, finite = pts[rows], finite[rows]
+        det = np.concatenate([prep[i].detected for i in live])
+        det_t = self._tensor(det, torch.bool)
+        score = self._tensor(np.concatenate([prep[i].score for i in live]))
+        lmk3d = torch.where(finite[..., None], pts, 0.0)
+        w = self._tensor(self.base_w)[None] * finite * (det_t * score)[:, None]
         cams = np.array([prep[i].camera.intrinsics() for i in live], np.float32)
         return _Packed(
-            offs=offs, lens=lens,
-            obs=self._tensor(np.concatenate([prep[i].obs for i in live])),
-            w=self._tensor(np.concatenate([prep[i].w for i in live])),
-            det=np.concatenate([prep[i].detected for i in live]),
-            det_t=self._tensor(np.concatenate([prep[i].detected for i in live]), torch.bool),
+            offs=offs, lens=lens, lmk3d=lmk3d, obs=lmk3d[..., :2], w=w, det=det, det_t=det_t,
             track_t=self._tensor(track_of, torch.long),
             start_t=self._tensor(offs[:-1][track_of], torch.long),
             end_t=self._tensor(offs[1:][track_of], torch.long),
-            obs_ok=self._tensor(np.concatenate([prep[i].obs_ok for i in live]), torch.bool),
+            obs_ok=torch.isfinite(pts[..., :2].sum(-1)) & det_t[:, None],
             iod=self._tensor(np.concatenate([prep[i].iod for i in live])),
             intr=self._tensor(cams),
             sigma=np.array([prep[i].sigma for i in live], np.float32),
@@ -431,7 +454,7 @@ class Fitter:
         jaw/expression from a regressor's guess where one is given, the rest zero."""
         model = self.model
         n = int(pk.offs[-1])
-        rot = rotation_from_landmarks(model, self._tensor(np.concatenate([prep[i].lmk3d for i in live])), pk.w)
+        rot = rotation_from_landmarks(model, pk.lmk3d, pk.w)
         if self.align is not None and any(tracks[i].transform is not None for i in live):
             # tracks without matrices get NaN ones: not finite → the landmark rotation, as if absent
             tf = np.concatenate([
@@ -601,7 +624,7 @@ class Fitter:
         valid = det & finite & (nme <= self.cfg.validity.max_nme)
         jit = track_jitter(uv, pk.obs, ok, pk.track_t, pk.start_t, len(live))
         uv_np, x_np, rmse_np, nme_np, valid_np, jit_np = (a.cpu().numpy() for a in (uv, x_all, rmse, nme, valid, jit))
-        ok_np, shapes = ok.cpu().numpy(), betas.cpu().numpy()
+        ok_np, obs_np, shapes = ok.cpu().numpy(), pk.obs.cpu().numpy(), betas.cpu().numpy()
         out = []
         for k, i in enumerate(live):
             pp, sl = prep[i], slice(int(pk.offs[k]), int(pk.offs[k + 1]))
@@ -610,7 +633,7 @@ class Fitter:
             out.append(TrackFit(
                 shape=shapes[k], params=x_np[sl], valid=valid_np[sl], fit_rmse_px=rmse_np[sl], nme=nme_np[sl],
                 jitter_ratio=jr, converged=conv[k], iterations=its[k], camera=pp.camera,
-                raw_accel_px=ra, fit_accel_px=fa, uv=uv_np[sl], obs=pp.obs, obs_ok=ok_np[sl],
+                raw_accel_px=ra, fit_accel_px=fa, uv=uv_np[sl], obs=obs_np[sl], obs_ok=ok_np[sl],
             ))
         return out
 

@@ -235,6 +235,16 @@ class _Packed:
     sigma: np.ndarray  # [n_live]
     fps: np.ndarray  # [n_live]
 
+    def frames_of(self, pieces: list[tuple[int, int, int]], t_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Frame indices of ``pieces`` (live position, start, end) padded to ``t_max`` steps:
+        ``(track [B], length [B], index [B, t_max], mask [B, t_max])``; padding repeats a piece's
+        last frame and is masked out."""
+        k = np.array([p[0] for p in pieces])
+        s = np.array([p[1] for p in pieces])
+        n = np.array([p[2] - p[1] for p in pieces])
+        step = np.arange(t_max)
+        return k, n, self.offs[k][:, None] + s[:, None] + np.minimum(step[None], n[:, None] - 1), step[None] < n[:, None]
+
 
 class _Clock:
     """Seconds per phase of one fit (``Fitter.timings``), the device synchronized at each lap."""
@@ -378,11 +388,11 @@ class Fitter:
         clock.lap("prepare")
 
         # --- initialization (every frame at once; cheap, O(N·L)) ---
-        x0 = self._init_rigid(pk, live, tracks, prep)
+        x0 = self._init_rigid(pk, live, tracks)
         clock.lap("init")
 
         # --- identity: keyframes of each track ---
-        betas = self._fit_shapes(pk, live, tracks, prep, x0)  # [n_live, S]
+        betas = self._fit_shapes(pk, live, tracks, x0)  # [n_live, S]
         clock.lap("shape")
 
         # --- translation start values with the fitted identity ---
@@ -449,7 +459,7 @@ class Fitter:
             fps=np.array([float(tracks[i].fps or self.cfg.smooth.reference_fps) for i in live], np.float32),
         )
 
-    def _init_rigid(self, pk: _Packed, live: list[int], tracks: list[TrackData], prep: list[_Prepared]) -> Tensor:
+    def _init_rigid(self, pk: _Packed, live: list[int], tracks: list[TrackData]) -> Tensor:
         """Per-frame parameter start ``[N, P]`` of all live tracks: rotation filled for every frame,
         jaw/expression from a regressor's guess where one is given, the rest zero."""
         model = self.model
@@ -502,7 +512,7 @@ class Fitter:
         x[:, TRANSL:TRANSL + 3] = solve_translation(pts, obs, w, intr)
         return x
 
-    def _fit_shapes(self, pk: _Packed, live: list[int], tracks: list[TrackData], prep: list[_Prepared], x0: Tensor) -> Tensor:
+    def _fit_shapes(self, pk: _Packed, live: list[int], tracks: list[TrackData], x0: Tensor) -> Tensor:
         """One identity per group of tracks (same ``identity`` key), from keyframes spread over the
         group's detected frames. Returns ``[n_live, S]`` (rows of one group are equal)."""
         model, sc = self.model, self.cfg.solver
@@ -554,13 +564,7 @@ class Fitter:
     def _solve_chunks(self, pk: _Packed, pieces: list[tuple[int, int, int]], t_max: int, betas: Tensor, x0: Tensor) -> list[tuple[np.ndarray, bool, int]]:
         model, sc = self.model, self.cfg.solver
         nb = len(pieces)
-        # global frame index of every (chunk, step); padding repeats the chunk's last frame, masked out
-        k = np.array([p[0] for p in pieces])
-        s = np.array([p[1] for p in pieces])
-        n = np.array([p[2] - p[1] for p in pieces])
-        step = np.arange(t_max)
-        gidx = pk.offs[k][:, None] + s[:, None] + np.minimum(step[None], n[:, None] - 1)
-        mask = step[None] < n[:, None]
+        k, n, gidx, mask = pk.frames_of(pieces, t_max)
         gi, fm = self._tensor(gidx.reshape(-1), torch.long), self._tensor(mask, torch.float32)
         kt = self._tensor(k, torch.long)
         obs = pk.obs[gi].reshape(nb, t_max, model.n_landmarks, 2) * fm[..., None, None]
@@ -601,14 +605,8 @@ class Fitter:
         bl = max(1, self.cfg.solver.chunk_frames)
         blocks = [(k, s, min(s + bl, int(pk.lens[k]))) for k in range(len(live)) for s in range(0, int(pk.lens[k]), bl)]
         per = max(1, self.batch_frames // bl)
-        step = np.arange(bl)
         for b0 in range(0, len(blocks), per):
-            blk = blocks[b0:b0 + per]
-            k = np.array([b[0] for b in blk])
-            s = np.array([b[1] for b in blk])
-            n = np.array([b[2] - b[1] for b in blk])
-            gidx = pk.offs[k][:, None] + s[:, None] + np.minimum(step[None], n[:, None] - 1)
-            m = step[None] < n[:, None]
+            k, _, gidx, m = pk.frames_of(blocks[b0:b0 + per], bl)
             kt, gi, sel = self._tensor(k, torch.long), self._tensor(gidx, torch.long), self._tensor(m, torch.bool)
             xt = x_all[gi]
             uv[gi[sel]] = model.project(betas[kt], xt, pk.intr[kt])[sel]

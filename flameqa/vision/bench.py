@@ -38,13 +38,10 @@ def _chunks(video: str | Path, cfg: Any, fps: float, max_frames: int | None, chu
     """Decoded frames (the stage's size and orientation) in lists of ≤ ``chunk``: every frame of
     the video, or ``max_frames`` of them in chunks spread evenly over it."""
     from flameqa.io.media import probe
-    from flameqa.vision.stage import decode_frames, detection_size
+    from flameqa.vision.stage import decode_frames, decode_geometry
 
     p = probe(video)
-    W, H = p.width or 0, p.height or 0
-    size = detection_size(W, H, cfg.max_side) if W and H else None
-    stored = (H, W) if p.rotation in (90, 270) else (W, H)
-    dec = None if size is None else (size[::-1] if p.rotation in (90, 270) else size)
+    _, dec, stored = decode_geometry(p.width or 0, p.height or 0, p.rotation, cfg.max_side)
     spans: list[tuple[float, int | None]] = [(0.0, None)]
     # fewer frames than asked for: all of them, once (spread chunks would overlap)
     if max_frames is not None and p.duration_s and max_frames < p.duration_s * fps:

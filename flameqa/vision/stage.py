@@ -52,6 +52,16 @@ def detection_size(width: int, height: int, max_side: int) -> tuple[int, int] | 
     return _even(width * s), _even(height * s)
 
 
+def decode_geometry(width: int, height: int, rotation: int, max_side: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None, tuple[int, int]]:
+    """Sizes for decoding a clip whose upright frames are ``width × height``: (the upright size to
+    detect at, None for full size; that size as the decoder must scale the stored, not yet rotated,
+    frame; the stored frame's (w, h))."""
+    size = detection_size(width, height, max_side) if width and height else None
+    turned = rotation in (90, 270)
+    dec_size = None if size is None else (size[::-1] if turned else size)
+    return size, dec_size, ((height, width) if turned else (width, height))
+
+
 def decode_frames(
     path: str, fps: float, start_s: float, end_s: float | None, rotation: int, size: tuple[int, int] | None, stored: tuple[int, int],
     threads: int = 0,
@@ -367,14 +377,13 @@ class FacesStage(Stage):
         fps = base["fps"]
         rotation = int(clip.get("rotation") or 0) % 360
         W, H = base["image_width"], base["image_height"]
-        size = detection_size(W, H, cfg.landmarker.max_side) if W and H else None
+        # iter_frames scales the stored frame, then rotates it upright: give it the stored shape
+        size, dec_size, stored = decode_geometry(W, H, rotation, cfg.landmarker.max_side)
         clip_flags: list[str] = []
         if size is not None:
             clip_flags.append("downscaled")
         if rotation:
             clip_flags.append("rotated")
-        # iter_frames scales the stored frame, then rotates it upright: give it the stored shape
-        dec_size = None if size is None else (size[::-1] if rotation in (90, 270) else size)
         sink = _Sink(load_schema("faces").arrow, cfg.spool_mb << 20, Path(self.ctx.out) / "tmp")
         black: list[int] = []
         no_faces = FrameFaces.empty()
@@ -386,7 +395,6 @@ class FacesStage(Stage):
             on_segment, cfg.max_gap_frames, cfg.min_track_frames, cfg.max_segment_frames, cfg.min_iou, cfg.max_center_shift
         )
         n = 0
-        stored = (H, W) if rotation in (90, 270) else (W, H)
         pre = None
         if frames is None:
             frames = pre = _Prefetch(decode_frames(
@@ -443,10 +451,7 @@ class FacesStage(Stage):
             return self.process_clip(clips[0])
         c0 = clips[0]
         rotation = int(c0.get("rotation") or 0) % 360
-        W, H = int(c0.get("width") or 0), int(c0.get("height") or 0)
-        size = detection_size(W, H, self.config.landmarker.max_side) if W and H else None
-        dec_size = None if size is None else (size[::-1] if rotation in (90, 270) else size)
-        stored = (H, W) if rotation in (90, 270) else (W, H)
+        _, dec_size, stored = decode_geometry(int(c0.get("width") or 0), int(c0.get("height") or 0), rotation, self.config.landmarker.max_side)
         windows = [(float(c["start_s"]), c.get("end_s")) for c in clips]
         pre = _Prefetch(decode_windows(c0["path"], float(c0.get("fps") or 25.0), windows, rotation, dec_size, stored, self.config.decode_threads))
         run = _RunFrames(pre)

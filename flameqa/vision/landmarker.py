@@ -8,6 +8,15 @@ found on it, so every tracked face and its landmark smoothing is dropped) and mo
 timestamps past the last one used (VIDEO mode demands strictly increasing timestamps per graph).
 A clip processed after another gives the same landmarks as in a fresh graph (tested).
 
+How many faces a graph looks for (``num_faces``) matters beyond speed: while a graph tracks fewer
+faces than that, MediaPipe runs its face detector on every frame and re-seeds every face's crop
+from it, not from the last frame's landmarks. On the GRID clips (one face) a graph looking for 4
+faces moves its landmarks 2.4–3× as much from frame to frame as one looking for 1 (mean landmark
+acceleration per inter-ocular distance 0.48–0.70 % against 0.20–0.28 %) and costs ~5–15 % more
+CPU. So, with ``adapt_faces``, a clip runs on the graph for as many faces as the BlazeFace scorer
+sees (up to ``max_faces``; graphs are opened on first use and kept): counted before the clip's
+first frame, grown at the next score when a face appears, shrunk after two scores with fewer.
+
 Coordinates: MediaPipe returns landmarks normalised to the image it saw. Multiplying by the
 full-resolution width/height gives full-resolution pixels however much the decoder downscaled the
 frame (the downscale keeps the aspect ratio), and ``z`` (relative depth, same scale as x) is
@@ -169,8 +178,12 @@ class FaceLandmarker:
             if "face_detector.tflite" not in names:
                 raise ValueError(f"{self.bundle_path} is not a FaceLandmarker bundle (members: {names})")
             self._detector_model = z.read("face_detector.tflite")
-        self._lm: Any = None
+        self._lm: Any = None  # the graph in use, and its array call (mp_results)
         self._call: Any = None
+        self._k = 0  # faces the graph in use looks for
+        self._graphs: dict[int, tuple[Any, Any]] = {}  # num_faces -> (graph, call)
+        self._dirty: set[int] = set()  # graphs fed a frame since their last black frame
+        self._fewer = 0  # scores in a row that saw fewer faces than the graph looks for
         self._det: Any = None
         self._image_lm: Any = None
         self._executor: Any = None
@@ -181,13 +194,13 @@ class FaceLandmarker:
         self._count_changed = False
 
     # -- life cycle -----------------------------------------------------------------------
-    def _options(self, mode: str):
+    def _options(self, mode: str, num_faces: int | None = None):
         from mediapipe.tasks.python import BaseOptions, vision
 
         return vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_buffer=self._bundle),
             running_mode=getattr(vision.RunningMode, mode),
-            num_faces=self.cfg.max_faces,
+            num_faces=num_faces or self.cfg.max_faces,
             min_face_detection_confidence=self.cfg.min_detection_confidence,
             min_face_presence_confidence=self.cfg.min_presence_confidence,
             min_tracking_confidence=self.cfg.min_tracking_confidence,
@@ -195,13 +208,14 @@ class FaceLandmarker:
             output_facial_transformation_matrixes=True,
         )
 
+    @property
+    def adapts(self) -> bool:
+        """Whether the graph follows the scorer's face count (``adapt_faces`` needs the scorer)."""
+        return self.cfg.adapt_faces and self.cfg.det_score_every > 0 and self.cfg.max_faces > 1
+
     def _open_video(self) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
-        self._lm = vision.FaceLandmarker.create_from_options(self._options("VIDEO"))
-        from flameqa.vision.mp_results import VideoCall
-
-        self._call = VideoCall.of(self._lm)  # results as arrays, ~1 ms a frame less (see mp_results)
         if self.cfg.det_score_every > 0:
             self._det = vision.FaceDetector.create_from_options(
                 vision.FaceDetectorOptions(
@@ -211,30 +225,58 @@ class FaceLandmarker:
                 )
             )
         self._last_ts = -1
+        self._use(1 if self.adapts else self.cfg.max_faces)
+
+    def _use(self, k: int) -> None:
+        """Make the graph for ``k`` faces the one in use (opened on first use), its tracking cut."""
+        from mediapipe.tasks.python import vision
+
+        from flameqa.vision.mp_results import VideoCall
+
+        if k not in self._graphs:
+            g = vision.FaceLandmarker.create_from_options(self._options("VIDEO", k))
+            self._graphs[k] = (g, VideoCall.of(g))  # results as arrays, ~1 ms a frame less (see mp_results)
+        if k in self._dirty:
+            # mid-clip: cut this graph's old tracking as start_clip does, then go on 2 s later in
+            # graph time (every graph and the scorer share one timeline, which only has to grow)
+            self._black(k, self._last_ts + 1000)
+            self._ts_base += 2000
+        self._k = k
+        self._lm, self._call = self._graphs[k]
+        self._fewer = 0
+
+    def _black(self, k: int, ts: int) -> None:
+        """Feed graph ``k`` a black frame at ``ts``: no face can be found on it, so every tracked face
+        and its landmark smoothing is dropped."""
+        import mediapipe as mp
+
+        black = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
+        self._graphs[k][0].detect_for_video(black, ts)
+        self._last_ts = max(self._last_ts, ts)
+        self._dirty.discard(k)
 
     def start_clip(self) -> None:
         """Begin a clip: no tracking state carries over from the previous one, and the clip's frame
         times (``t_ms`` from 0) map to graph timestamps after every one used so far."""
-        import mediapipe as mp
-
         if self._lm is None:
             self._open_video()
-        elif self._frames:
-            # a black frame drops every tracked face (and its smoothing state); 1 s later than the
-            # last frame so MediaPipe's one-euro filters see a gap, not a jump
+        elif self._dirty:
+            # 1 s later than the last frame so MediaPipe's one-euro filters see a gap, not a jump
             ts = self._last_ts + 1000
-            black = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
-            self._lm.detect_for_video(black, ts)
-            self._last_ts = ts
+            for k in list(self._dirty):
+                self._black(k, ts)
         self._ts_base = self._last_ts + 1000
         self._frames = 0
         self._prev_n = 0
         self._count_changed = False
+        self._use(1 if self.adapts else self.cfg.max_faces)
 
     def _close_video(self) -> None:
-        for g in (self._lm, self._det):
+        for g in [g for g, _ in self._graphs.values()] + [self._det]:
             if g is not None:
                 g.close()
+        self._graphs.clear()
+        self._dirty.clear()
         self._lm = self._det = self._call = None
 
     def close(self) -> None:
@@ -282,12 +324,22 @@ class FaceLandmarker:
         # second core the score costs no wall time.
         every = self.cfg.det_score_every
         due = self._det is not None and (self._frames % every == 0 or self._count_changed)
+        dets = None
+        if due and self._frames == 0 and self.adapts:
+            # a clip's first frame is scored before the landmarker runs, to pick its graph
+            dets = self._det.detect_for_video(mpimg, ts).detections
+            self._adapt(dets, 0)
+            due = False
         pending = self._pool().submit(self._det.detect_for_video, mpimg, ts) if due else None
+        self._dirty.add(self._k)
         if self._call is not None:
             faces = _frame_faces(*self._call(mpimg, ts), W, H)
         else:
             faces = _to_arrays(self._lm.detect_for_video(mpimg, ts), W, H)
-        dets = pending.result().detections if pending is not None else None
+        if pending is not None:
+            dets = pending.result().detections
+            if self.adapts:
+                self._adapt(dets, faces.n)  # from the next frame on
         self._frames += 1
         self._count_changed = faces.n != self._prev_n
         self._prev_n = faces.n
@@ -298,6 +350,21 @@ class FaceLandmarker:
         else:
             faces.det_score = np.full(faces.n, np.nan, np.float32)
         return faces
+
+    def _adapt(self, detections: Any, tracked: int) -> None:
+        """Switch graphs when the scorer sees more faces than the graph in use looks for (at once)
+        or fewer, while the graph also tracks fewer (after two such scores in a row, so that one
+        missed detection does not cost a re-seeded crop)."""
+        seen = sum(d.categories[0].score >= self.cfg.min_detection_confidence for d in detections)
+        want = min(self.cfg.max_faces, max(1, seen, tracked))
+        if want > self._k:
+            self._use(want)
+        elif want < self._k and tracked < self._k:
+            self._fewer += 1
+            if self._fewer >= 2:
+                self._use(want)
+        else:
+            self._fewer = 0
 
     def _pool(self):
         if self._executor is None:

@@ -82,14 +82,16 @@ def test_array_results_equal_the_public_result_objects(bundle, grid_frames):
     objects: one face per GRID frame, two when two speakers sit side by side, none on black."""
     import mediapipe as mp
 
+    from flameqa.vision.config import LandmarkerConfig
     from flameqa.vision.landmarker import FaceLandmarker, _frame_faces, _to_arrays
     from flameqa.vision.mp_results import VideoCall
 
     clips = list(grid_frames.values())
     frames = [f for f in clips[0].frames[:5]] + [np.concatenate([a, b], axis=1) for a, b in zip(clips[0].frames[5:10], clips[-1].frames[5:10])]
     frames.append(np.zeros_like(frames[-1]))
-    # two fresh graphs fed the same frames at the same times, one read each way
-    with FaceLandmarker() as a, FaceLandmarker() as b:
+    # two fresh graphs (each looking for max_faces) fed the same frames at the same times, one read each way
+    cfg = LandmarkerConfig(adapt_faces=False)
+    with FaceLandmarker(cfg) as a, FaceLandmarker(cfg) as b:
         a.start_clip(), b.start_clip()
         call = VideoCall.of(b._lm)
         assert call is not None, "mediapipe internals changed: the faces stage has lost its fast result path"
@@ -109,3 +111,53 @@ def test_fast_results_fall_back_when_mediapipe_internals_differ():
     from flameqa.vision.mp_results import VideoCall
 
     assert VideoCall.of(object()) is None  # a graph without _lib/_handle: the public path is used
+
+
+def _acceleration(lms: np.ndarray) -> float:
+    """Mean frame-to-frame landmark acceleration per inter-ocular distance (``lms`` ``[T, 478, 3]``)."""
+    xy = lms[:, :, :2]
+    acc = np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=-1).mean()
+    return float(acc / np.linalg.norm(xy[:, 33] - xy[:, 263], axis=-1).mean())
+
+
+def test_graph_for_the_faces_seen_tracks_steadier_than_one_looking_for_more(bundle, grid_frames):
+    """One face, a graph looking for 4: MediaPipe re-detects on every frame and the landmarks
+    shake; the adaptive graph (1 face here) tracks. Measured 0.35–0.45 of the motion on GRID."""
+    from flameqa.vision.config import LandmarkerConfig
+    from flameqa.vision.landmarker import FaceLandmarker
+
+    frames = grid_frames["bbaf2n"].frames[:40]
+    acc = {}
+    for adapt in (True, False):
+        with FaceLandmarker(LandmarkerConfig(adapt_faces=adapt)) as lm:
+            lm.start_clip()
+            acc[adapt] = _acceleration(np.stack([lm.detect(f, 40 * i).landmarks[0] for i, f in enumerate(frames)]))
+            assert lm._k == (1 if adapt else 4)
+    assert acc[True] < 0.7 * acc[False], acc
+
+
+def test_graph_grows_when_a_face_enters_and_shrinks_when_it_leaves(bundle, grid_frames):
+    from flameqa.vision.config import LandmarkerConfig
+    from flameqa.vision.landmarker import FaceLandmarker
+
+    clips = list(grid_frames.values())
+    a, b = clips[0].frames, clips[-1].frames
+    gray = np.full_like(b[0], 90)
+    # 0-9 one face, 10-29 two, 30-49 one again
+    frames = [np.concatenate([a[i], b[i] if 10 <= i < 30 else gray], axis=1) for i in range(50)]
+    every = 5
+    with FaceLandmarker(LandmarkerConfig(det_score_every=every)) as lm:
+        lm.start_clip()
+        counts, ks = [], []
+        for i, f in enumerate(frames):
+            counts.append(lm.detect(f, 40 * i).n)
+            ks.append(lm._k)
+        assert counts[:10] == [1] * 10 and ks[:10] == [1] * 10
+        # found by the next score at the latest, then landmarked on every frame while it is there
+        first = counts.index(2)
+        assert 10 <= first <= 10 + every + 1 and counts[first:30] == [2] * (30 - first)
+        assert counts[30:] == [1] * 20
+        assert ks[-1] == 1, ks  # two scores with one face: back to the 1-face graph
+        # a clip that opens on two faces is landmarked on both from its first frame
+        lm.start_clip()
+        assert lm.detect(frames[15], 0).n == 2 and lm._k == 2

@@ -3,7 +3,9 @@
 * ``landmarker_fps``: MediaPipe FaceLandmarker alone (VIDEO mode, same options as the stage) on
   the video's frames decoded beforehand (at the size the stage would use), a chunk at a time:
   ``mp.Image`` from the array, then the public ``detect_for_video``, nothing else — the ceiling
-  for the stage. Every frame by default (the first seconds of a video may be easier or harder
+  for the stage. The graph is the one a clip starts on: with ``adapt_faces`` it looks for one
+  face, the lightest the stage ever runs (on a video of several faces the stage runs heavier
+  graphs than this ceiling). Every frame by default (the first seconds of a video may be easier or harder
   than the rest: 250 frames from its start measured 3 % faster than its average), or
   ``max_frames`` in chunks spread over the video.
 * ``landmarker_c_fps``: the same on a second graph through the bare C call the stage makes

@@ -62,6 +62,42 @@ def _chunks(video: str | Path, cfg: Any, fps: float, max_frames: int | None, chu
             yield frames
 
 
+def landmark_acceleration(landmarks: np.ndarray) -> float:
+    """Mean frame-to-frame landmark acceleration (|second difference| of x, y) per inter-ocular
+    distance: how much the landmarks shake. ``landmarks`` ``[T, 478, 2|3]`` pixels, one face;
+    frames without it NaN (triples touching them are left out)."""
+    xy = np.asarray(landmarks, np.float64)[:, :, :2]
+    acc = np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=-1)
+    return float(np.nanmean(acc) / np.nanmean(np.linalg.norm(xy[:, 33] - xy[:, 263], axis=-1)))
+
+
+def steadiness(video: str | Path, cfg: Any = None, fps: float = 25.0) -> dict[str, Any]:
+    """The first face's landmarks over a one-shot video through the stage's landmarker:
+    ``{"acceleration_per_iod", "cpu_ms", "frames", "found"}`` (CPU of all threads, per frame)."""
+    from flameqa.io.media import probe
+    from flameqa.vision.config import LandmarkerConfig
+    from flameqa.vision.landmarker import N_LANDMARKS, FaceLandmarker
+    from flameqa.vision.stage import decode_frames, decode_geometry
+
+    cfg = cfg or LandmarkerConfig()
+    p = probe(video)
+    _, dec, stored = decode_geometry(p.width or 0, p.height or 0, p.rotation, cfg.max_side)
+    frames = [img for _, _, img in decode_frames(str(video), fps, 0.0, None, p.rotation, dec, stored)]
+    out = []
+    with FaceLandmarker(cfg) as lm:
+        for i, img in enumerate(frames[:5]):  # the first calls initialise the graphs
+            lm.detect(img, 40 * i)
+        lm.start_clip()
+        c0 = _cpu()
+        for i, img in enumerate(frames):
+            f = lm.detect(img, int(round(i * 1000.0 / fps)), full_size=(p.width, p.height) if dec else None)
+            out.append(f.landmarks[0] if f.n else np.full((N_LANDMARKS, 3), np.nan, np.float32))
+        cpu = _cpu() - c0
+    lms = np.stack(out)
+    return {"acceleration_per_iod": landmark_acceleration(lms), "cpu_ms": cpu / max(1, len(frames)) * 1e3,
+            "frames": len(frames), "found": int(np.isfinite(lms[:, 0, 0]).sum())}
+
+
 def landmarker_fps(video: str | Path, cfg: Any = None, max_frames: int | None = None, chunk: int = 250, fps: float = 25.0) -> dict[str, Any]:
     """Raw FaceLandmarker speed on the video's frames, decoded beforehand (see the module docstring).
 

@@ -113,16 +113,10 @@ def test_fast_results_fall_back_when_mediapipe_internals_differ():
     assert VideoCall.of(object()) is None  # a graph without _lib/_handle: the public path is used
 
 
-def _acceleration(lms: np.ndarray) -> float:
-    """Mean frame-to-frame landmark acceleration per inter-ocular distance (``lms`` ``[T, 478, 3]``)."""
-    xy = lms[:, :, :2]
-    acc = np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=-1).mean()
-    return float(acc / np.linalg.norm(xy[:, 33] - xy[:, 263], axis=-1).mean())
-
-
 def test_graph_for_the_faces_seen_tracks_steadier_than_one_looking_for_more(bundle, grid_frames):
     """One face, a graph looking for 4: MediaPipe re-detects on every frame and the landmarks
     shake; the adaptive graph (1 face here) tracks. Measured 0.35–0.45 of the motion on GRID."""
+    from flameqa.vision.bench import landmark_acceleration
     from flameqa.vision.config import LandmarkerConfig
     from flameqa.vision.landmarker import FaceLandmarker
 
@@ -131,7 +125,7 @@ def test_graph_for_the_faces_seen_tracks_steadier_than_one_looking_for_more(bund
     for adapt in (True, False):
         with FaceLandmarker(LandmarkerConfig(adapt_faces=adapt)) as lm:
             lm.start_clip()
-            acc[adapt] = _acceleration(np.stack([lm.detect(f, 40 * i).landmarks[0] for i, f in enumerate(frames)]))
+            acc[adapt] = landmark_acceleration(np.stack([lm.detect(f, 40 * i).landmarks[0] for i, f in enumerate(frames)]))
             assert lm._k == (1 if adapt else 4)
     assert acc[True] < 0.7 * acc[False], acc
 

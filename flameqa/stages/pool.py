@@ -4,9 +4,9 @@ The local executor runs a shard in one process; one long video is one shard, so 
 faces and fit stages of a single-video run would use one core however many the machine has.
 :class:`InnerPool` gives a stage ``ctx.extra["processes"]`` processes (``runner.inner_processes``;
 the runner sets 1 inside its own worker pools and Ray sets nothing, which means 1): the stage's
-process works through the items from the back while ``processes - 1`` helpers, each holding its
-own copy of the stage (built once, models loaded once), take them from the front. Results come
-back in item order, so the output never depends on the number of processes.
+process (in a thread) and ``processes - 1`` helpers, each holding its own copy of the stage (built
+once, models loaded once), take the items from the front as they come free. Results come back in
+item order, so the output never depends on the number of processes.
 
 Helpers exit when their parent dies (a SIGKILLed run leaves no orphan holding models in memory).
 Counters a stage keeps in ``_stats`` (numbers, reset by its ``marker_extra``) are carried back as
@@ -48,38 +48,56 @@ class InnerPool:
     def map(self, method: str, items: Sequence[Any]) -> list[Any]:
         """``[getattr(stage, method)(item) for item in items]``, spread over the processes.
 
-        An exception (a helper's included) propagates after the items in flight are cancelled; a
-        dead helper (``BrokenProcessPool``) also drops the pool, and the next call starts a new one.
+        Every process takes the next item from the front as it comes free, this one included (it
+        works in a thread, so that a helper that finishes meanwhile is handed its next item at
+        once): items given longest first are spread the way that finishes soonest. An exception (a
+        helper's included) propagates after the items in flight are cancelled and this process's
+        own item has finished; a dead helper (``BrokenProcessPool``) also drops the pool, and the
+        next call starts a new one.
         """
         fn = getattr(self.stage, method)
         if self.processes == 1 or len(items) < 2:
             return [fn(it) for it in items]
+        from concurrent.futures import ThreadPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
         pool = self._helpers()
         todo = list(range(len(items)))
         out: dict[int, Any] = {}
-        running: dict[Any, int] = {}
+        helpers: dict[Any, int] = {}
+        own: tuple[Any, int] | None = None
+        # helpers' counters are added once this process's own item is done: the stage's counters
+        # are not locked against the thread that updates them
+        later: list[dict[str, Any]] = []
+        local = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inner")
         try:
-            while todo or running:
-                while todo and len(running) < self.processes - 1:
+            while todo or helpers or own:
+                while todo and len(helpers) < self.processes - 1:
                     i = todo.pop(0)
-                    running[pool.submit(_helper_call, method, items[i])] = i
-                if todo:
-                    i = todo.pop()
-                    out[i] = fn(items[i])
-                else:
-                    wait(list(running), return_when=FIRST_COMPLETED)
-                for f in [f for f in running if f.done()]:
+                    helpers[pool.submit(_helper_call, method, items[i])] = i
+                if todo and own is None:
+                    i = todo.pop(0)
+                    own = (local.submit(fn, items[i]), i)
+                wait(list(helpers) + ([own[0]] if own else []), return_when=FIRST_COMPLETED)
+                for f in [f for f in helpers if f.done()]:
                     result, stats = f.result()
-                    out[running.pop(f)] = _unship(result)
-                    _add_stats(self.stage, stats)
+                    out[helpers.pop(f)] = _unship(result)
+                    later.append(stats)
+                if own is not None and own[0].done():
+                    out[own[1]] = own[0].result()
+                    own = None
+                if own is None:
+                    for stats in later:
+                        _add_stats(self.stage, stats)
+                    later.clear()
         except BaseException:
-            for f in running:
+            for f in helpers:
                 f.cancel()
             if isinstance(sys.exc_info()[1], BrokenProcessPool):
                 self.close()
             raise
+        finally:
+            local.shutdown(wait=True, cancel_futures=True)  # the stage's own item ends before it closes
         return [out[i] for i in range(len(items))]
 
     def _helpers(self):

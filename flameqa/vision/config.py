@@ -62,6 +62,12 @@ class FacesConfig(Config):
     """Segments with at least this many faces in one frame get ``many_faces``."""
     black_luma: float = 12.0
     """Frames whose mean luma (0-255) is below this count as black (flag ``black_frames``)."""
+    piece_s: float = 30.0
+    """Clips (shots) longer than 1.5× this are landmarked in pieces of about this length, which the
+    stage's processes share (a one-shot hour would otherwise be one process's work). Each piece
+    starts its own tracking; tracks that cross a boundary are joined again (same ``track_id``,
+    segments numbered on), so a piece costs one re-detected crop. The pieces depend only on the
+    clip, not on the process count: results are the same on any machine. 0: never split."""
     decode_runs: bool = True
     """Decode consecutive clips (shots) of one video in one pass: one seek per run of clips instead
     of one per clip, each of which decodes again from the keyframe before it. Same frames."""

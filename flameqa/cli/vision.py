@@ -29,6 +29,7 @@ def bench_faces(
     video: Path = typer.Option(..., "--video", exists=True, dir_okay=False, help="A talking-head video."),
     json_: bool = typer.Option(False, "--json", help="Print one JSON object."),
     workers: int = typer.Option(1, help="Processes for the stage run."),
+    pool: str = typer.Option("workers", help="workers: one shard per executor worker process; inner: one shard over the stage's own processes (one video in a pipeline run)."),
     frames: Optional[int] = typer.Option(None, help="Frames for the raw landmarker figure, in chunks spread over the video (default: all of them)."),
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -36,7 +37,7 @@ def bench_faces(
     """Raw MediaPipe fps vs end-to-end faces-stage fps on VIDEO."""
     from flameqa.vision.bench import bench_faces as run
 
-    res = run(video, workers=workers, cfg=build_config(config, set_), max_frames=frames)
+    res = run(video, workers=workers, cfg=build_config(config, set_), max_frames=frames, pool=pool)
     if json_:
         typer.echo(json.dumps(res))
     else:

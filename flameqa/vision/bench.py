@@ -13,7 +13,9 @@
   first: the tighter ceiling.
 * ``stage_fps``: the whole ``faces`` stage through the local executor — decode, landmarks,
   detection scores, tracking, Parquet writing, and for ``workers > 1`` the process pool's start —
-  over the video cut into ``workers`` equal clips (one shard each), frames / wall seconds.
+  over the video cut into ``workers`` equal clips, frames / wall seconds: one shard each on the
+  executor's worker processes (``pool="workers"``), or all in one shard on the stage's own inner
+  processes (``pool="inner"``, how one video runs in a pipeline).
 """
 
 from __future__ import annotations
@@ -147,50 +149,61 @@ def landmarker_fps(video: str | Path, cfg: Any = None, max_frames: int | None = 
     }
 
 
-def stage_fps(video: str | Path, workers: int = 1, cfg: Any = None, work_dir: str | Path | None = None) -> tuple[float, int, float, float]:
-    """End-to-end ``faces`` stage fps with ``workers`` processes; returns (fps, frames, seconds, cpu ms/frame)."""
+def stage_fps(video: str | Path, workers: int = 1, cfg: Any = None, work_dir: str | Path | None = None, pool: str = "workers") -> tuple[float, int, float, float]:
+    """End-to-end ``faces`` stage fps with ``workers`` processes; returns (fps, frames, seconds, cpu ms/frame).
+
+    ``pool="workers"``: one shard per process, run by the local executor's worker processes (each
+    spawned and started inside the timed run). ``pool="inner"``: the path of one video in a
+    pipeline run, one shard whose clips the stage spreads over its own process and
+    ``workers − 1`` helpers (``runner.inner_processes``)."""
     from flameqa.config import PipelineConfig
     from flameqa.io import shards as sh
     from flameqa.io.media import probe
     from flameqa.runner import run_stage_local
 
+    if pool not in ("workers", "inner"):
+        raise ValueError(f"pool must be 'workers' or 'inner', not {pool!r}")
+    inner = pool == "inner"
     base = cfg or PipelineConfig()
-    # exactly ``workers`` processes: no inner clip pool beside them (runner.inner_processes)
-    cfg = base.model_copy(update={"runner": base.runner.model_copy(update={"workers": workers, "inner_processes": 1, "overwrite": True})})
+    # exactly ``workers`` processes: executor workers without inner helpers, or the other way round
+    cfg = base.model_copy(update={"runner": base.runner.model_copy(update={
+        "workers": 1 if inner else workers, "inner_processes": workers if inner else 1, "overwrite": True})})
     p = probe(video)
     if not p.duration_s:
         raise ValueError(f"{video}: unknown duration")
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         out = Path(tmp)
         piece = p.duration_s / workers
-        for k in range(workers):
-            clip = dict(
-                clip_id=f"bench.c{k:03d}", video_id="bench", path=str(video), start_s=k * piece, end_s=(k + 1) * piece,
-                fps=cfg.ingest.fps, width=p.width, height=p.height, rotation=p.rotation, status="ok",
-            )
-            sh.write_shard(out, "clips", k, [clip])
-            sh.write_marker(out, "clips", k, {"config_hash": "bench", "rows": 1})
+        clips = [dict(
+            clip_id=f"bench.c{k:03d}", video_id="bench", path=str(video), start_s=k * piece, end_s=(k + 1) * piece,
+            fps=cfg.ingest.fps, width=p.width, height=p.height, rotation=p.rotation, status="ok",
+        ) for k in range(workers)]
+        for k, rows in enumerate([clips] if inner else [[c] for c in clips]):
+            sh.write_shard(out, "clips", k, rows)
+            sh.write_marker(out, "clips", k, {"config_hash": "bench", "rows": len(rows)})
         c0, t0 = _cpu(), time.perf_counter()
         report = run_stage_local("faces", cfg, out)
         dt, cpu = time.perf_counter() - t0, _cpu() - c0
         if report.failed_shards:
             raise RuntimeError(f"bench: faces shards failed: {[s.error for s in report.failed_shards]}")
-        frames = sum(int((sh.read_marker(out, "faces", k) or {}).get("extra", {}).get("frames", 0)) for k in range(workers))
+        frames = sum(int((sh.read_marker(out, "faces", k) or {}).get("extra", {}).get("frames", 0)) for k in range(1 if inner else workers))
     return frames / dt, frames, dt, cpu / max(frames, 1) * 1e3
 
 
-def bench_faces(video: str | Path, workers: int = 1, cfg: Any = None, max_frames: int | None = None) -> dict[str, Any]:
-    """``{"landmarker_fps", "stage_fps", "workers", ...}`` for ``video`` (see the module docstring)."""
+def bench_faces(video: str | Path, workers: int = 1, cfg: Any = None, max_frames: int | None = None, pool: str = "workers") -> dict[str, Any]:
+    """``{"landmarker_fps", "stage_fps", "workers", ...}`` for ``video`` (see the module docstring
+    and :func:`stage_fps` for ``pool``)."""
     from flameqa.config import PipelineConfig
 
     cfg = cfg or PipelineConfig()
     load_before = os.getloadavg()[0]
     lm = landmarker_fps(video, cfg.faces.landmarker, max_frames, fps=cfg.ingest.fps)
-    sfps, sframes, secs, scpu = stage_fps(video, workers, cfg)
+    sfps, sframes, secs, scpu = stage_fps(video, workers, cfg, pool=pool)
     return {
         "landmarker_fps": round(lm["fps"], 2),
         "stage_fps": round(sfps, 2),
         "workers": workers,
+        "pool": pool,
         "stage_frames": sframes,
         "stage_seconds": round(secs, 2),
         "landmarker_frames": lm["frames"],

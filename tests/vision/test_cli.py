@@ -53,3 +53,15 @@ def test_vision_imports_stay_light():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "", f"importing the face stages pulled in: {r.stdout.strip()}"
+
+
+def test_bench_faces_inner_pool_counts_every_frame(bundle):
+    """--pool inner: the clips in one shard over the stage's own processes (a spawned helper)."""
+    clip = grid_clips()[0]
+    r = CliRunner().invoke(_app(), ["bench", "faces", "--video", str(clip), "--json", "--frames", "40", "--workers", "2", "--pool", "inner"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.strip().splitlines()[-1])
+    # two 1.5 s clips, each on its own 25 fps grid from its start: 38 frames each
+    assert res["workers"] == 2 and res["pool"] == "inner" and res["stage_frames"] == 76
+    r = CliRunner().invoke(_app(), ["bench", "faces", "--video", str(clip), "--frames", "40", "--pool", "threads"])
+    assert r.exit_code != 0

@@ -299,13 +299,13 @@ def load_inputs(out: Path, stage_name: str, idx: int, manifest_chunk: list[dict]
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(stage_name: str, stage_spec: str, cfg: PipelineConfig, ctx: StageContext) -> None:
+def _worker_init(stage_name: str, stage_spec: str, cfg: PipelineConfig, ctx: StageContext, parent: int | None = None) -> None:
     import importlib
 
     from flameqa.logs import setup_logging
 
+    exit_with_parent(parent)
     setup_logging(os.environ.get("FLAMEQA_LOG", "WARNING"))
-    exit_with_parent()
     _WORKER["cfg"] = cfg
     # the parent's registry entry (``module:Class``): a stage registered at run time works in workers too
     mod, name = stage_spec.split(":")
@@ -385,7 +385,7 @@ def run_stage_local(
             res = []
             # the config object itself is pickled to the workers: a JSON dump turns secrets into asterisks
             with ProcessPoolExecutor(
-                max_workers=n, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(stage_name, STAGES[stage_name], cfg, ctx)
+                max_workers=n, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(stage_name, STAGES[stage_name], cfg, ctx, os.getpid())
             ) as pool:
                 futs = {pool.submit(_worker_run, stage_name, str(out), it[0], it[1], it[2]): it for it in items}
                 for f in as_completed(futs):

@@ -109,7 +109,7 @@ class InnerPool:
             # spawn: MediaPipe's, PyAV's and torch's threads do not survive fork
             self._pool = ProcessPoolExecutor(
                 max_workers=self.processes - 1, mp_context=mp.get_context("spawn"),
-                initializer=_helper_init, initargs=(type(st), st.config, st.ctx, self.ship_bytes),
+                initializer=_helper_init, initargs=(type(st), st.config, st.ctx, self.ship_bytes, os.getpid()),
             )
         return self._pool
 
@@ -145,11 +145,11 @@ def _add_stats(stage: Stage, delta: dict[str, Any]) -> None:
 _HELPER: dict[str, Any] = {}
 
 
-def _helper_init(cls: type[Stage], config: Any, ctx: StageContext, ship_bytes: int) -> None:
+def _helper_init(cls: type[Stage], config: Any, ctx: StageContext, ship_bytes: int, parent: int) -> None:
     from flameqa.logs import setup_logging
 
+    exit_with_parent(parent)
     setup_logging(os.environ.get("FLAMEQA_LOG", "WARNING"))
-    exit_with_parent()
     _HELPER["ship_bytes"] = ship_bytes
     _HELPER["stage"] = cls(config, replace(ctx, extra={**ctx.extra, "processes": 1}))
 

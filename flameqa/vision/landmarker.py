@@ -329,6 +329,8 @@ class FaceLandmarker:
             # a clip's first frame is scored before the landmarker runs, to pick its graph
             dets = self._det.detect_for_video(mpimg, ts).detections
             self._adapt(dets, 0)
+            if self._last_ts > ts:  # the graph switched to was cut with a black frame after ts
+                ts = self._last_ts = self._last_ts + 1000
             due = False
         pending = self._pool().submit(self._det.detect_for_video, mpimg, ts) if due else None
         self._dirty.add(self._k)

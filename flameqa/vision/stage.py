@@ -244,6 +244,41 @@ class _Sink:
         self._parts.clear()
 
 
+def join_table(table: pa.Table, split: dict[str, int], max_gap: int, min_iou: float) -> pa.Table:
+    """``faces`` rows with the clips landmarked in pieces (``split``: clip id → frames per piece)
+    joined by :func:`join_pieces`. Only the light columns are read into Python; the rows are
+    reassembled from zero-copy slices, so landmarks that came back spooled stay file-backed. A
+    clip's rows are together in ``table`` (pieces in order); a joined clip's come out in piece,
+    track, segment order, the others as they are."""
+    light = table.select(["clip_id", "status", "track_id", "segment", "frame_idx", "detected", "bbox", "flags"]).to_pylist()
+    keep: list[int] = []
+    track, segment, flags = table.column("track_id").to_pylist(), table.column("segment").to_pylist(), table.column("flags").to_pylist()
+    i = 0
+    while i < len(light):
+        clip = light[i]["clip_id"]
+        j = i
+        while j < len(light) and light[j]["clip_id"] == clip:
+            j += 1
+        if clip in split:
+            for r in join_pieces([dict(r, i=q) for q, r in enumerate(light[i:j], i)], split[clip], max_gap, min_iou):
+                keep.append(r["i"])
+                track[r["i"]], segment[r["i"]], flags[r["i"]] = r["track_id"], r["segment"], r["flags"]
+        else:
+            keep += range(i, j)
+        i = j
+    for name, values in (("track_id", track), ("segment", segment), ("flags", flags)):
+        k = table.schema.get_field_index(name)
+        table = table.set_column(k, table.schema.field(k), pa.array(values, table.schema.field(k).type))
+    # consecutive kept rows as one slice each
+    spans: list[tuple[int, int]] = []
+    for q in keep:
+        if spans and spans[-1][0] + spans[-1][1] == q:
+            spans[-1] = (spans[-1][0], spans[-1][1] + 1)
+        else:
+            spans.append((q, 1))
+    return pa.concat_tables([table.slice(a, n) for a, n in spans]) if spans else table.slice(0, 0)
+
+
 def _duration(clip: Mapping[str, Any]) -> float:
     """Seconds of a ``clips`` row (0 when unknown)."""
     return max(0.0, float(clip.get("end_s") or 0.0) - float(clip.get("start_s") or 0.0))
@@ -270,9 +305,8 @@ def clip_runs(clips: list[dict[str, Any]], parts: int = 1, max_gap_s: float = 0.
         else:
             runs.append([c])
         key = k
-    if parts <= len(runs):
-        return runs
-
+    # a run is cut when it holds more than its share of the duration, however many runs there are
+    # (a long shot's pieces make one run beside a few short clips)
     total = sum(_duration(c) for r in runs for c in r) or 1.0
     out: list[list[dict[str, Any]]] = []
     for r in runs:
@@ -323,12 +357,14 @@ def join_pieces(rows: list[dict[str, Any]], piece_frames: int, max_gap: int, min
     ``rows``: the pieces' rows in order, each with at least ``status``, ``track_id``, ``segment``,
     ``frame_idx``, ``detected``, ``bbox`` and ``flags``. Returns the rows to keep, in order, updated.
 
-    A track of a piece that starts within ``max_gap`` frames of the piece's first frame continues
-    the previous piece's track that was seen within ``max_gap`` frames of its end, when their boxes
-    across the boundary overlap by ``min_iou`` (one-to-one, most overlap first): it takes that
-    track's ``track_id`` and numbers its segments on. Other tracks get new ids. A failed piece fails
-    the clip (as a decode error does in one pass); pieces without faces leave no row unless no piece
-    has any.
+    A track of a piece continues the previous piece's track when its first detected frame comes at
+    most ``max_gap`` frames after that track's last one (the tracker's rule in one pass) and their
+    boxes across the boundary overlap by ``min_iou`` (one-to-one, most overlap first): it takes
+    that track's ``track_id`` and numbers its segments on. Other tracks get new ids. A failed piece
+    fails the clip (as a decode error does in one pass); pieces without faces leave no row unless
+    no piece has any. Unlike one pass, the frames of a gap that spans a boundary are not written
+    as undetected frames, and a face seen for fewer than ``min_track_frames`` frames just before a
+    boundary is dropped as a short track of its piece.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -366,6 +402,9 @@ def join_pieces(rows: list[dict[str, Any]], piece_frames: int, max_gap: int, min
         ids: dict[int, int] = {}
         if old and new:
             iou = box_iou(np.stack([edge(tracks[t][0], False)[1] for t in new]), np.stack([prev[g][2] for g in old]))
+            # as in one pass: a track survives at most max_gap frames without its face
+            gap = np.array([[edge(tracks[t][0], False)[0] - prev[g][1] - 1 for g in old] for t in new])
+            iou[gap > max_gap] = 0.0
             for i, j in zip(*linear_sum_assignment(-iou)):
                 if iou[i, j] >= min_iou:
                     ids[new[i]] = old[j]
@@ -407,8 +446,9 @@ class FacesStage(Stage):
         self._stats = {"clips": 0, "frames": 0, "black_frames": 0, "dropped_tracks": 0, "segments": 0, "seconds": 0.0}
         from flameqa.stages.pool import InnerPool
 
-        # big clip outputs travel from helpers as mapped files, like the spool of one clip
-        self.inner = InnerPool(self, InnerPool.processes_of(ctx), ship_bytes=config.spool_mb << 20)
+        # helpers' outputs travel as mapped files, whatever their size: spooled pieces stay file-backed
+        # here too (pickled, an hour of pieces would meet in this process's memory)
+        self.inner = InnerPool(self, InnerPool.processes_of(ctx), ship_bytes=0)
 
     # -- rows -----------------------------------------------------------------------------
     @staticmethod
@@ -481,7 +521,9 @@ class FacesStage(Stage):
             clip_flags.append("downscaled")
         if rotation:
             clip_flags.append("rotated")
-        sink = _Sink(load_schema("faces").arrow, cfg.spool_mb << 20, Path(self.ctx.out) / "tmp")
+        # a piece's rows always go to a file: an hour in 30 s pieces never reaches spool_mb per piece,
+        # and kept in RAM its ~0.5 GB per face would all meet in this process
+        sink = _Sink(load_schema("faces").arrow, 0 if "_piece_frames" in clip else cfg.spool_mb << 20, Path(self.ctx.out) / "tmp")
         black: list[int] = []
         no_faces = FrameFaces.empty()
 
@@ -582,32 +624,7 @@ class FacesStage(Stage):
         parts = [t for _, t in sorted(zip(order, done), key=lambda x: x[0])]
         table = pa.concat_tables(parts) if parts else conform("faces", [])
         split = {r["clip_id"]: r["_piece_frames"] for r in rows if "_piece_frames" in r}
-        return {"faces": self._join(table, split) if split else table}
-
-    def _join(self, table: pa.Table, split: dict[str, int]) -> pa.Table:
-        """``table`` with the rows of clips landmarked in pieces joined (:func:`join_pieces`); only
-        the light columns are read into Python, landmarks stay in Arrow."""
-        cfg = self.config
-        light = table.select(["clip_id", "status", "track_id", "segment", "frame_idx", "detected", "bbox", "flags"]).to_pylist()
-        keep: list[int] = []
-        track, segment, flags = table.column("track_id").to_pylist(), table.column("segment").to_pylist(), table.column("flags").to_pylist()
-        i = 0
-        while i < len(light):
-            clip = light[i]["clip_id"]
-            j = i
-            while j < len(light) and light[j]["clip_id"] == clip:  # a clip's rows are together, pieces in order
-                j += 1
-            if clip in split:
-                for r in join_pieces([dict(r, i=q) for q, r in enumerate(light[i:j], i)], split[clip], cfg.max_gap_frames, cfg.min_iou):
-                    keep.append(r["i"])
-                    track[r["i"]], segment[r["i"]], flags[r["i"]] = r["track_id"], r["segment"], r["flags"]
-            else:
-                keep += range(i, j)
-            i = j
-        for name, values in (("track_id", track), ("segment", segment), ("flags", flags)):
-            k = table.schema.get_field_index(name)
-            table = table.set_column(k, table.schema.field(k), pa.array(values, table.schema.field(k).type))
-        return table.take(pa.array(keep, pa.int64())) if len(keep) < table.num_rows else table
+        return {"faces": join_table(table, split, cfg.max_gap_frames, cfg.min_iou) if split else table}
 
     def on_error(self, batch: pa.Table, error: str) -> dict[str, pa.Table]:
         from flameqa.io.schema import conform

@@ -393,6 +393,49 @@ def test_tracks_crossing_a_piece_boundary_are_joined():
     assert join_pieces(rows[:1] + [black], 100, 25, 0.2) == rows[:1]
     assert join_pieces([black, _piece_row(-1, 0, [], a, status="no_face", flags=["short_tracks"])], 100, 25, 0.2) == [
         dict(black, flags=["black_frames", "short_tracks"])]
+    # a face gone 20 frames before the boundary and one 20 frames after it, same place: 40 > max_gap
+    # frames apart, two tracks, as in one pass
+    apart = [_piece_row(0, 0, range(0, 80), a), _piece_row(0, 0, range(120, 200), a)]
+    assert [r["track_id"] for r in join_pieces(apart, 100, 25, 0.2)] == [0, 1]
+    assert [r["track_id"] for r in join_pieces(apart, 100, 45, 0.2)] == [0, 0]
+
+
+def _faces_row(clip_id, track, seg, frames, box, status="ok"):
+    from flameqa.vision.stage import FacesStage
+
+    clip = dict(clip_id=clip_id, video_id="v", fps=25.0, width=640, height=480, start_s=0.0)
+    if status != "ok":
+        return FacesStage._empty_row(clip, status, None, [])
+    n = len(frames)
+    return dict(FacesStage._empty_row(clip, "ok", None, []), track_id=track, segment=seg, frame_idx=list(frames), detected=[True] * n,
+                det_score=[1.0] * n, landmarks=np.full((n, 478 * 3), float(track), np.float32), blendshapes=np.zeros((n, 52), np.float32),
+                transform=np.tile(np.eye(4, dtype=np.float32).ravel(), (n, 1)), bbox=np.tile(np.asarray(box, np.float32), (n, 1)),
+                mouth_open=np.zeros(n, np.float32))
+
+
+def test_join_table_reassembles_rows_in_one_order():
+    """Joined clips come out in piece, track, segment order whether or not a row was dropped; other
+    clips as they were; the landmark columns travel untouched."""
+    from flameqa.io.schema import conform
+    from flameqa.vision.stage import join_table
+
+    a, b = (100, 100, 200, 220), (400, 100, 500, 220)
+    rows = [
+        _faces_row("v.c000", 0, 0, range(0, 5), a),
+        _faces_row("v.c001", 1, 0, range(20, 100), b),  # split: piece 0, tracks written 1 then 0
+        _faces_row("v.c001", 0, 0, range(0, 100), a),
+        _faces_row("v.c001", 0, 0, range(100, 200), a),  # piece 1: A goes on
+        _faces_row("v.c002", 0, 0, range(0, 5), b),
+    ]
+    got = join_table(conform("faces", rows), {"v.c001": 100}, 25, 0.2)
+    key = list(zip(got.column("clip_id").to_pylist(), got.column("track_id").to_pylist(), got.column("segment").to_pylist()))
+    assert key == [("v.c000", 0, 0), ("v.c001", 0, 0), ("v.c001", 1, 0), ("v.c001", 0, 1), ("v.c002", 0, 0)]
+    # landmarks follow their rows (filled with the piece's own track id)
+    assert [_lm(got, i)[0, 0, 0] for i in range(5)] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    # a piece without faces: its row is dropped, the order is the same
+    empty = _faces_row("v.c001", -1, 0, [], a, status="no_face")
+    got2 = join_table(conform("faces", rows[:3] + [empty] + rows[3:]), {"v.c001": 100}, 25, 0.2)
+    assert got2.select(["clip_id", "track_id", "segment", "frame_idx"]).equals(got.select(["clip_id", "track_id", "segment", "frame_idx"]))
 
 
 def test_a_long_shot_landmarked_in_pieces_keeps_one_track(tmp_path, bundle):
@@ -433,3 +476,18 @@ def test_runs_are_cut_into_balanced_parts():
     assert [len(r) for r in clip_runs(clips, 4)] == [1, 2, 1, 2]
     assert [len(r) for r in clip_runs(clips, 2)] == [3, 3]
     assert sum(clip_runs(clips, 8), []) == clips and len(clip_runs(clips, 8)) == 6
+
+
+def test_a_helper_whose_parent_died_while_it_started_exits():
+    """The parent's pid travels with the helper: one that finds another parent at start (its run
+    was killed while it imported) exits at once instead of taking init for its parent."""
+    import subprocess
+    import sys
+
+    code = "import os, sys; from flameqa.stages.base import exit_with_parent; exit_with_parent(int(sys.argv[1])); print('alive')"
+    gone = subprocess.run([sys.executable, "-c", code, "1"], capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 1 and "alive" not in gone.stdout
+    import os
+
+    ok = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.strip() == "alive"

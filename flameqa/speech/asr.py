@@ -163,6 +163,11 @@ class FasterWhisperAsr:
         self.device = resolve_device(device)
         self.model_path = resolve_whisper_model(str(model), allow_download)
         self.compute_type = compute_type_for(self.config, self.device)
+        if self.config.seed is not None:
+            import ctranslate2
+
+            # each CTranslate2 thread makes its generator once, from the seed set before its first use
+            ctranslate2.set_random_seed(self.config.seed)
         # local_files_only: the folder is resolved above; never let faster-whisper reach the hub
         self.model = WhisperModel(
             str(self.model_path),

@@ -269,3 +269,25 @@ def test_adjacent_shots_are_transcribed_as_one_recording(tmp_path, tiny_pipeline
     assert alone.group_key == "clip_id"
     per_shot = alone(conform("clips", shots), {})["speech"].to_pylist()
     assert {r["clip_id"] for r in per_shot} == {s["clip_id"] for s in shots}
+
+
+def test_whisper_sampling_is_seeded(tmp_path):
+    """Forced to sample (temperature 1, what Whisper falls back to), two fresh processes write the
+    same words: the model seeds CTranslate2 when it loads (speech.asr.seed)."""
+    import subprocess
+    import sys
+
+    from .conftest import need_data, need_model
+
+    need_model("whisper-tiny.en")
+    wav = need_data("speech", "jfk_16k.wav")
+    code = (
+        "import sys; from flameqa.speech.config import SpeechConfig; from flameqa.speech.pipeline import SpeechPipeline; "
+        "from flameqa.speech.audio import read_audio; asr = SpeechPipeline(SpeechConfig()).asr; real = asr.model.transcribe; "
+        "asr.model.transcribe = lambda *a, **k: real(*a, **{**k, 'temperature': 1.0}); "
+        "print(' '.join(w.word for s in asr.transcribe(read_audio(sys.argv[1])) for w in s.words))"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code, str(wav)], capture_output=True, text=True, timeout=300) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert runs[0].stdout.strip() and runs[0].stdout == runs[1].stdout

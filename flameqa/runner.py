@@ -299,7 +299,7 @@ def load_inputs(out: Path, stage_name: str, idx: int, manifest_chunk: list[dict]
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(stage_name: str, stage_spec: str, cfg: PipelineConfig, ctx: StageContext, parent: int | None = None) -> None:
+def _worker_init(stage_name: str, stage_spec: str, cfg: PipelineConfig, ctx: StageContext, parent: int) -> None:
     import importlib
 
     from flameqa.logs import setup_logging

@@ -60,23 +60,21 @@ class Stage:
         """Release models/handles (called once by the executor)."""
 
 
-def exit_with_parent(parent: int | None = None, poll_s: float = 1.0) -> None:
+def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
     """In a helper process: exit as soon as the process that started it is gone.
 
     A SIGKILLed run (OOM killer, a user's ``kill -9``, a preempted node) cannot shut its process
     pools down; their workers would otherwise wait on their task queue for ever, each holding its
     models in memory. A daemon thread compares the parent pid with ``parent``: the pid the parent
-    passed along (``os.getpid()`` where it made the pool). Without it the pid at start is taken,
-    which is init's when the parent was killed while this process was still starting (seen in the
-    soak test: a helper outlived its killed run and held its output pipe open).
+    passed along (``os.getpid()`` where it made the pool). The pid seen at start will not do: it is
+    init's when the parent was killed while this process was still starting (seen in the soak
+    test: a helper outlived its killed run and held its output pipe open).
     """
     import os
     import threading
     import time
 
-    if parent is None:
-        parent = os.getppid()
-    elif os.getppid() != parent:
+    if os.getppid() != parent:
         os._exit(1)  # the parent died before this process got here
 
     def watch() -> None:

@@ -225,7 +225,6 @@ class FaceLandmarker:
                 )
             )
         self._last_ts = -1
-        self._use(1 if self.adapts else self.cfg.max_faces)
 
     def _use(self, k: int) -> None:
         """Make the graph for ``k`` faces the one in use (opened on first use), its tracking cut."""

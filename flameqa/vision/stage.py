@@ -252,7 +252,7 @@ def join_table(table: pa.Table, split: dict[str, int], max_gap: int, min_iou: fl
     track, segment order, the others as they are."""
     light = table.select(["clip_id", "status", "track_id", "segment", "frame_idx", "detected", "bbox", "flags"]).to_pylist()
     keep: list[int] = []
-    track, segment, flags = table.column("track_id").to_pylist(), table.column("segment").to_pylist(), table.column("flags").to_pylist()
+    track, segment, flags = ([r[c] for r in light] for c in ("track_id", "segment", "flags"))
     i = 0
     while i < len(light):
         clip = light[i]["clip_id"]
@@ -336,7 +336,7 @@ def split_pieces(clip: dict[str, Any], piece_s: float) -> list[dict[str, Any]]:
         return [clip]
     frames = int(math.ceil((float(end) - float(start)) * fps - 1e-6))
     n = int(round(frames / (piece_s * fps)))
-    if frames < 1.5 * piece_s * fps or n < 2:
+    if frames < 1.5 * piece_s * fps:  # also makes n ≥ 2
         return [clip]
     per = -(-frames // n)
     pieces = []
@@ -396,14 +396,13 @@ def join_pieces(rows: list[dict[str, Any]], piece_frames: int, max_gap: int, min
     next_id = 0
     for k in sorted(by_piece):
         tracks = {t: sorted(rs, key=lambda r: int(r["segment"])) for t, rs in sorted(by_piece[k].items())}
-        boundary = k * piece_frames
-        old = [g for g, (_, f, _) in prev.items() if f >= boundary - 1 - max_gap]
-        new = [t for t, rs in tracks.items() if edge(rs[0], False)[0] <= boundary + max_gap]
+        starts = {t: edge(rs[0], False) for t, rs in tracks.items()}
+        old, new = list(prev), list(tracks)
         ids: dict[int, int] = {}
         if old and new:
-            iou = box_iou(np.stack([edge(tracks[t][0], False)[1] for t in new]), np.stack([prev[g][2] for g in old]))
+            iou = box_iou(np.stack([starts[t][1] for t in new]), np.stack([prev[g][2] for g in old]))
             # as in one pass: a track survives at most max_gap frames without its face
-            gap = np.array([[edge(tracks[t][0], False)[0] - prev[g][1] - 1 for g in old] for t in new])
+            gap = np.array([[starts[t][0] - prev[g][1] - 1 for g in old] for t in new])
             iou[gap > max_gap] = 0.0
             for i, j in zip(*linear_sum_assignment(-iou)):
                 if iou[i, j] >= min_iou:

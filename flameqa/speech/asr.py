@@ -151,14 +151,29 @@ class _ChunkMap:
 # faster-whisper
 
 
+class _SampleWatch:
+    """Forwards to a CTranslate2 Whisper model and notes whether a ``generate`` call drew random
+    numbers (sampling with top-k other than 1, which faster-whisper's temperature fallback does)."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.sampled = False
+
+    def generate(self, *args, **kwargs):
+        if kwargs.get("sampling_topk", 1) != 1:
+            self.sampled = True
+        return self._model.generate(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
 class FasterWhisperAsr:
     """faster-whisper (CTranslate2) from a local model folder, word timestamps on."""
 
     name = "faster-whisper"
 
     def __init__(self, model: str | os.PathLike, config: AsrConfig | None = None, device: str = "cpu", allow_download: bool = False) -> None:
-        from faster_whisper import WhisperModel
-
         self.config = config or AsrConfig()
         self.device = resolve_device(device)
         self.model_path = resolve_whisper_model(str(model), allow_download)
@@ -166,8 +181,21 @@ class FasterWhisperAsr:
         if self.config.seed is not None:
             import ctranslate2
 
-            # each CTranslate2 thread makes its generator once, from the seed set before its first use
+            # read by each CTranslate2 thread once, when it first samples (see _load)
             ctranslate2.set_random_seed(self.config.seed)
+        self.reloads = 0
+        """Times the model was reloaded to restart its sampler from the seed."""
+        self._load()
+        self.multilingual = bool(getattr(self.model.model, "is_multilingual", True))
+        log.info("faster-whisper %s on %s (%s)", self.model_path.name, self.device, self.compute_type)
+
+    def _load(self) -> None:
+        """(Re)load the model. A fresh CTranslate2 model runs on fresh threads, whose random
+        generators start from the seed: reloading is the only way CTranslate2 offers to restart
+        them (``set_random_seed`` reaches only threads that have not sampled yet)."""
+        from faster_whisper import WhisperModel
+
+        self.model = None  # free the old one first: two copies of a large model may not fit
         # local_files_only: the folder is resolved above; never let faster-whisper reach the hub
         self.model = WhisperModel(
             str(self.model_path),
@@ -176,8 +204,8 @@ class FasterWhisperAsr:
             cpu_threads=self.config.cpu_threads,
             local_files_only=True,
         )
-        self.multilingual = bool(getattr(self.model.model, "is_multilingual", True))
-        log.info("faster-whisper %s on %s (%s)", self.model_path.name, self.device, self.compute_type)
+        self._watch = _SampleWatch(self.model.model)
+        self.model.model = self._watch
 
     def transcribe(self, audio: np.ndarray, speech: Sequence[Span] | None = None) -> list[AsrSegment]:
         c = self.config
@@ -194,6 +222,10 @@ class FasterWhisperAsr:
         # the chunk map uses the concatenated sample counts, so round the spans the same way
         chunks = [(int(s * SAMPLE_RATE) / SAMPLE_RATE, int(e * SAMPLE_RATE) / SAMPLE_RATE) for s, e in chunks]
         cmap = _ChunkMap(chunks)
+        if self._watch.sampled and c.seed is not None:
+            self.reloads += 1
+            log.debug("reloading %s: the last transcription sampled", self.model_path.name)
+            self._load()
         # English-only models (*.en) accept nothing but English
         language = c.language if self.multilingual else "en"
         segments, _info = self.model.transcribe(
@@ -204,6 +236,7 @@ class FasterWhisperAsr:
             vad_filter=False,  # VAD already applied: our silero spans are the chunks
             condition_on_previous_text=c.condition_on_previous_text,
             initial_prompt=c.initial_prompt,
+            temperature=list(c.temperature),
         )
         out = []
         for seg in segments:

@@ -33,13 +33,17 @@ class AsrConfig(Config):
     compute_type: Literal["auto", "int8", "int8_float32", "int8_float16", "int16", "float16", "float32"] = "auto"
     """CTranslate2 precision; auto = int8 on CPU, float16 on CUDA."""
     beam_size: int = 5
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    """Decoding temperatures Whisper tries in turn on a 30-s window: 0 is beam search; where its
+    text fails the compression-ratio or log-probability check, the next temperature samples
+    ``best_of`` candidates (faster-whisper's default list). ``(0.0,)`` never samples."""
     seed: int | None = 0
-    """Seed of CTranslate2's sampling, set when the model loads. Where beam search fails its checks,
-    faster-whisper falls back to sampling at a higher temperature; unseeded, rebuilding the same
-    input transcribed those windows differently each time (3 runs of a 3-minute video: 279, 241
-    and 270 words; seeded: 278 and 278, identical). CTranslate2 seeds each of its threads once,
-    at its first sample, so a process's samples still depend on what it transcribed before: a run
-    from scratch repeats, a resumed one may differ where Whisper sampled. None: unseeded."""
+    """Seed of CTranslate2's sampling. Unseeded, rebuilding the same input transcribed sampled
+    windows differently each time (3 runs of a 3-minute video: 279, 241 and 270 words). CTranslate2
+    seeds a thread's generator once, at its first sample, so the model is reloaded (~0.2 s for
+    tiny.en) before the next transcription whenever one drew samples: each transcription starts
+    from the seed, and a video's words do not depend on what its process transcribed before (a
+    resumed run or another worker count writes the same words). None: unseeded, never reloaded."""
     language: str | None = "en"
     """Spoken language (ISO code); None detects it per window (multilingual models only)."""
     cpu_threads: int = 0

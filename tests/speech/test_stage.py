@@ -283,11 +283,41 @@ def test_whisper_sampling_is_seeded(tmp_path):
     wav = need_data("speech", "jfk_16k.wav")
     code = (
         "import sys; from flameqa.speech.config import SpeechConfig; from flameqa.speech.pipeline import SpeechPipeline; "
-        "from flameqa.speech.audio import read_audio; asr = SpeechPipeline(SpeechConfig()).asr; real = asr.model.transcribe; "
-        "asr.model.transcribe = lambda *a, **k: real(*a, **{**k, 'temperature': 1.0}); "
+        "from flameqa.speech.audio import read_audio; asr = SpeechPipeline(SpeechConfig(asr={'temperature': [1.0]})).asr; "
         "print(' '.join(w.word for s in asr.transcribe(read_audio(sys.argv[1])) for w in s.words))"
     )
     runs = [subprocess.run([sys.executable, "-c", code, str(wav)], capture_output=True, text=True, timeout=300) for _ in range(2)]
     for r in runs:
         assert r.returncode == 0, r.stderr[-2000:]
     assert runs[0].stdout.strip() and runs[0].stdout == runs[1].stdout
+
+
+def test_whisper_sampling_does_not_depend_on_history():
+    """A transcription that sampled leaves CTranslate2's generators advanced; the model is reloaded
+    before the next one, so a recording's words are the same whatever the process transcribed
+    before (a resumed run, another worker count). Unseeded, nothing is reloaded."""
+    from flameqa.speech.asr import FasterWhisperAsr
+    from flameqa.speech.audio import read_audio
+    from flameqa.speech.config import AsrConfig
+
+    from .conftest import need_data, need_model
+
+    need_model("whisper-tiny.en")
+    jfk, go = (read_audio(need_data("speech", f)) for f in ("jfk_16k.wav", "goforward.wav"))
+    asr = FasterWhisperAsr("whisper-tiny.en", AsrConfig(temperature=(1.0,)))
+
+    def words(a):
+        return " ".join(w.word for s in asr.transcribe(a) for w in s.words)
+
+    first = words(jfk)
+    words(go)
+    assert first and words(jfk) == first
+    assert asr.reloads == 2
+    beam = FasterWhisperAsr("whisper-tiny.en", AsrConfig(temperature=(0.0,)))
+    beam.transcribe(jfk)
+    beam.transcribe(jfk)
+    assert beam.reloads == 0  # beam search draws no random numbers
+    loose = FasterWhisperAsr("whisper-tiny.en", AsrConfig(temperature=(1.0,), seed=None))
+    loose.transcribe(jfk)
+    loose.transcribe(jfk)
+    assert loose.reloads == 0

@@ -50,7 +50,7 @@ def eval_asr(
 def eval_diarization(
     audio: Path = typer.Option(..., "--audio", help="The recording (its stem is the RTTM file id)."),
     rttm: Path = typer.Option(..., "--rttm", help="Reference RTTM."),
-    uem: Optional[Path] = typer.Option(None, "--uem", help="Scored regions (UEM); default: the whole reference extent."),
+    uem: Optional[Path] = typer.Option(None, "--uem", help="Scored regions (UEM); default: the reference's extent (first to last reference turn), whatever the hypothesis."),
     num_speakers: Optional[int] = typer.Option(None, "--num-speakers", help="Give the speaker count (default: estimate)."),
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -59,7 +59,11 @@ def eval_diarization(
     """Diarization error rate (pyannote.metrics; no collar, overlap scored)."""
     from flameqa.speech.eval import evaluate_diarization
 
-    res = evaluate_diarization(audio, rttm, uem, config=_speech_config(config, set_), num_speakers=num_speakers)
+    try:
+        res = evaluate_diarization(audio, rttm, uem, config=_speech_config(config, set_), num_speakers=num_speakers)
+    except (FileNotFoundError, ValueError) as e:  # bad RTTM/UEM input: a message, not a traceback
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     if json_:
         typer.echo(json.dumps(res, indent=1))
     else:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -473,13 +472,12 @@ def write_demo_head(out: str | os.PathLike, bundle: str | os.PathLike | None = N
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = build_demo_head(read_canonical_mesh(bundle))
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".demo_head.", suffix=".npz")
+    from flameqa.io.atomic import create_temp
+
+    fd, tmp = create_temp(out.parent, prefix=".demo_head.", suffix=".npz")  # normal permissions, not mkstemp's 0600
     os.close(fd)
     try:
         np.savez(tmp, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

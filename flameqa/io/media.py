@@ -8,13 +8,14 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import tempfile
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from flameqa.io.atomic import create_temp
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +307,9 @@ def extract_audio(path: str | os.PathLike, dest: str | os.PathLike, sample_rate:
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
         stale.unlink(missing_ok=True)  # left by a killed earlier attempt (one writer per destination)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    # not mkstemp: its 0600 would survive the rename and make the audio owner-only
+    fd, tmp = create_temp(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)  # wave reopens the path; truncating an existing file keeps its mode
     n = 0
     try:
         with av.open(str(path)) as container, wave.open(tmp, "wb") as w:

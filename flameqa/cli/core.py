@@ -42,11 +42,12 @@ def run_stages(stages: list[str] | None, out: Path, config: Optional[Path], over
 
     from flameqa.ingest.manifest import ManifestError
     from flameqa.io.shards import DiskSpaceError
+    from flameqa.runner import PreflightError
 
     cfg = build_config(config, overrides, workers, overwrite, executor, address)
     try:
         report = run_pipeline(cfg, out, inputs=inputs, stages=stages)
-    except (ManifestError, DiskSpaceError, PermissionError) as e:
+    except (ManifestError, DiskSpaceError, PermissionError, PreflightError, ConnectionError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(format_summary(summarize(out)))

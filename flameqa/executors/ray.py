@@ -73,6 +73,10 @@ def ray_env(rc: RayConfig) -> None:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "1" if rc.usage_stats else "0"
 
 
+class RayUnreachable(ConnectionError):
+    """The configured Ray cluster cannot be joined."""
+
+
 def init_ray(rc: RayConfig) -> bool:
     """Start (or join) Ray as ``rc`` says, unless this process is already connected.
 
@@ -87,7 +91,11 @@ def init_ray(rc: RayConfig) -> bool:
     address = rc.address or os.environ.get("RAY_ADDRESS") or None
     if address:
         log.info("joining the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=rc.log_to_driver)
+        try:
+            ray.init(address=address, log_to_driver=rc.log_to_driver)
+        except ConnectionError as e:
+            # Ray's own message names the flag and env var; say which address was tried
+            raise RayUnreachable(f"no Ray cluster at {address!r}: {e}") from None
     else:
         kw: dict[str, Any] = dict(
             num_cpus=rc.num_cpus,

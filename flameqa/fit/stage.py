@@ -121,6 +121,14 @@ class FitStage(Stage):
     output_tables = ("flame",)
     uses_gpu = True
 
+    @classmethod
+    def check(cls, config: FitConfig) -> None:
+        if config.model == "demo":
+            return  # generated on first use
+        from flameqa.flame.layer import resolve_model_path
+
+        resolve_model_path(config.model)
+
     def __init__(self, config: FitConfig, ctx: StageContext) -> None:
         super().__init__(config, ctx)
         self.fitter = build_fitter(config, device=config.device if config.device != "auto" else resolve_device("auto", ctx.device))

@@ -87,7 +87,10 @@ def _expand(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dic
                 log.warning("folder %s holds no video files (%s)", p, ", ".join(sorted(VIDEO_EXTS)))
             rows += [{"uri": str(q)} for q in files]
         elif any(ch in s for ch in "*?[") and not p.exists():
-            rows += [{"uri": q} for q in sorted(glob.glob(s, recursive=True)) if Path(q).is_file()]
+            found = [{"uri": q} for q in sorted(glob.glob(s, recursive=True)) if Path(q).is_file()]
+            if not found:
+                log.warning("pattern %s matches no files", s)
+            rows += found
         elif p.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet"):
             if not p.exists():
                 raise ManifestError(f"manifest {p} does not exist")
@@ -98,6 +101,10 @@ def _expand(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dic
                 if isinstance(u, str) and u and "://" not in u and not os.path.isabs(u):
                     r["uri"] = str(base / u)
                 rows.append(r)
+        elif "://" not in s and not p.exists():
+            # a path typed on the command line, not a row of a manifest: a typo should stop the run
+            # here, not become one failed row after every stage has run
+            raise ManifestError(f"input {s} does not exist (give a video, a folder, a glob or a manifest)")
         else:
             rows.append({"uri": s})
     return rows

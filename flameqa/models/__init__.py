@@ -43,7 +43,14 @@ def resolve_model(
     if cached.is_dir() and (cached / "_done.json").exists():
         return cached / filename if filename else cached
     if allow_download and hub_fetch is not None:
-        return hub_fetch(str(spec))
+        try:
+            return hub_fetch(str(spec))
+        except Exception as e:  # noqa: BLE001 - hub clients raise many types; all mean the same here
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ModelNotFoundError(
+                f"{kind} model {str(spec)!r} is not in the model cache {model_dir()} and downloading it failed "
+                f"({type(e).__name__}: {first[:300]}). Pass a local path, or run once where the download works."
+            ) from e
     known = sorted(d.name for d in model_dir().glob("*") if (d / "_done.json").exists()) if model_dir().is_dir() else []
     raise ModelNotFoundError(
         f"{kind} model {str(spec)!r} is neither a path nor in the model cache {model_dir()} (cached: {known or 'none'}). "

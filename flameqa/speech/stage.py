@@ -54,6 +54,13 @@ class SpeechStage(Stage):
     input_table = "clips"
     output_tables = ("speech", "words")
 
+    @classmethod
+    def check(cls, config: SpeechConfig) -> None:
+        if config.asr_backend == "faster-whisper":
+            from flameqa.speech.asr import resolve_whisper_model
+
+            resolve_whisper_model(config.asr_model, config.allow_download)
+
     def __init__(self, config: SpeechConfig, ctx: StageContext) -> None:
         super().__init__(config, ctx)
         from flameqa.speech.pipeline import SpeechPipeline

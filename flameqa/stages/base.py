@@ -45,6 +45,13 @@ class Stage:
         self.config = config
         self.ctx = ctx
 
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Fail now, before any stage of the run has worked, if this stage could not start with
+        ``config`` (a model file that is missing, cannot be downloaded...). Cheap: resolves files,
+        loads nothing. A model that must be downloaded is downloaded here, once, by the run's
+        process rather than by each worker."""
+
     def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         raise NotImplementedError
 

@@ -432,6 +432,12 @@ class FacesStage(Stage):
     input_table = "clips"
     output_tables = ("faces",)
 
+    @classmethod
+    def check(cls, config: FacesConfig) -> None:
+        from flameqa.vision.landmarker import resolve_bundle
+
+        resolve_bundle(config.landmarker)
+
     def __init__(self, config: FacesConfig, ctx: StageContext) -> None:
         super().__init__(config, ctx)
         from flameqa.vision.landmarker import FaceLandmarker

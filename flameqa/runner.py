@@ -6,8 +6,11 @@ input rows and the side tables' shard ``k``, feeds the stage whole clips at a ti
 output shard (temp + rename), then the markers (last). A shard whose markers carry the same config
 hash is skipped on rerun; ``overwrite`` redoes it. A stage that raises on a batch is retried one
 clip at a time; a clip that still fails becomes failed rows (``Stage.on_error``), never a lost clip.
-A stage that cannot start (a bad model file, a missing weight) fails its shards with that one
-error and the stages after it are not run; a worker process that dies fails only its shards.
+Before any stage works, :func:`preflight` asks every stage whether it can start (a missing FLAME
+file, landmarker bundle or Whisper model: :meth:`Stage.check`) and stops the run with that one line.
+A stage that still cannot start at its turn (a corrupt model file, an out-of-memory load) fails
+its shards with that error and the stages after it are not run; a worker process that dies fails
+only its shards.
 The local executor starts each stage as soon as the stages whose tables it reads are done
 (``runner.concurrent_stages``): speech runs beside faces, speakers beside fit.
 Crash tests kill runs at exact places through ``$FLAMEQA_TEST_KILL_AT`` (see ``shards.fault_point``).
@@ -448,16 +451,30 @@ class PreflightError(RuntimeError):
     """A stage of the run could not start: raised before any stage has worked."""
 
 
-def preflight(cfg: PipelineConfig, names: Sequence[str]) -> None:
+def preflight(cfg: PipelineConfig, names: Sequence[str], out: Path | None = None) -> None:
     """Check that every stage of ``names`` can start (:meth:`Stage.check`), before any of them runs:
     a missing FLAME file or Whisper model used to surface only when its stage's turn came, after
-    the stages before it had run for as long as they take."""
+    the stages before it had run for as long as they take.
+
+    Only where the answer holds for the stages' processes: with the Ray executor the workers may
+    be other machines, with other paths and caches, so nothing is checked on the driver (each
+    worker reports its own start failure, as before). A stage that already has completed shards in
+    ``out`` (a resumed or repeated run, an OUT copied from another machine) only warns: it may have
+    nothing left to do, and then it never starts.
+    """
+    if cfg.runner.executor == "ray":
+        return
     for name in names:
         try:
             stage_class(name).check(cfg.stage_config(name))
         except Exception as e:  # noqa: BLE001 - any reason a stage cannot start ends the run here
             log.debug("preflight failure", exc_info=True)
-            raise PreflightError(f"stage {name!r} cannot start: {e}") from None
+            msg = f"stage {name!r} cannot start: {e}"
+            tables = stage_class(name).output_tables
+            if out is not None and any(sh.completed_shards(out, t) for t in tables):
+                log.warning("%s (its shards still to do will fail; completed ones are kept)", msg)
+                continue
+            raise PreflightError(msg) from None
     if "fit" in names and cfg.fit.model == "demo" and cfg.name != "demo":
         log.warning("fit.model is 'demo': the %s pipeline fits the generated demo head, not FLAME (set fit.model to your FLAME file)", cfg.name)
 
@@ -481,7 +498,7 @@ def run_pipeline(
         from flameqa.ingest.manifest import read_manifest
 
         manifest_rows = read_manifest(inputs)
-    preflight(cfg, names)
+    preflight(cfg, names, out)
     out.mkdir(parents=True, exist_ok=True)
     sh.check_free_space(out)
     save_config(cfg, out)

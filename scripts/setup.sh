@@ -38,8 +38,10 @@ TORCH_VERSION=$(sed -n 's/^torch==//p' "$C")  # the one pin, in the constraints 
 : "${TORCH_VERSION:?$C has no torch== pin}"
 TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-  if ! $PIP install -q -c "$C" "torch==$TORCH_VERSION+cpu" >/dev/null 2>&1; then
-    echo "setup: no torch==$TORCH_VERSION+cpu wheel where pip looks; installing torch==$TORCH_VERSION from $TORCH_INDEX_URL"
+  if ! err=$($PIP install -q -c "$C" "torch==$TORCH_VERSION+cpu" 2>&1); then
+    # say why (normally "no matching distribution"; a network or disk error would show here too)
+    echo "setup: torch==$TORCH_VERSION+cpu not installed from where pip looks ($(grep -m1 -E 'ERROR' <<<"$err" || tail -n1 <<<"$err"))"
+    echo "setup: installing torch==$TORCH_VERSION from $TORCH_INDEX_URL"
     $PIP install -q -c "$C" --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
   fi
 fi

@@ -26,11 +26,12 @@ def bench_pipeline(
 ) -> None:
     """Run every stage over VIDEO; print real-time factor, per-stage speed, peak RSS and the bottleneck's engine limit."""
     from flameqa.bench.pipeline import bench_pipeline as run
+    from flameqa.runner import PreflightError
 
     cfg = build_config(config, set_)
     try:
         res = run(video, repeat=repeat, cfg=cfg, workers=workers, keep=keep, limits=limits, videos=videos)
-    except ValueError as e:
+    except (ValueError, PreflightError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if json_:

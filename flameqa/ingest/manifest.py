@@ -86,7 +86,7 @@ def _expand(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dic
             if not files:
                 log.warning("folder %s holds no video files (%s)", p, ", ".join(sorted(VIDEO_EXTS)))
             rows += [{"uri": str(q)} for q in files]
-        elif any(ch in s for ch in "*?[") and not p.exists():
+        elif "://" not in s and any(ch in s for ch in "*?[") and not p.exists():  # a url's "?" is not a pattern
             found = [{"uri": q} for q in sorted(glob.glob(s, recursive=True)) if Path(q).is_file()]
             if not found:
                 log.warning("pattern %s matches no files", s)

@@ -8,6 +8,7 @@ transcribed on its own, so memory depends on the window, not on the file.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -165,6 +166,8 @@ class _SampleWatch:
         return self._model.generate(*args, **kwargs)
 
     def __getattr__(self, name: str):
+        if name == "_model":  # not set yet (a copy being built): no recursion through __getattr__
+            raise AttributeError(name)
         return getattr(self._model, name)
 
 
@@ -195,7 +198,10 @@ class FasterWhisperAsr:
         them (``set_random_seed`` reaches only threads that have not sampled yet)."""
         from faster_whisper import WhisperModel
 
-        self.model = None  # free the old one first: two copies of a large model may not fit
+        # drop every reference to the old model first (the watch holds its CTranslate2 model):
+        # two copies of a large model may not fit on the device
+        self.model = self._watch = None
+        gc.collect()
         # local_files_only: the folder is resolved above; never let faster-whisper reach the hub
         self.model = WhisperModel(
             str(self.model_path),
@@ -222,7 +228,8 @@ class FasterWhisperAsr:
         # the chunk map uses the concatenated sample counts, so round the spans the same way
         chunks = [(int(s * SAMPLE_RATE) / SAMPLE_RATE, int(e * SAMPLE_RATE) / SAMPLE_RATE) for s, e in chunks]
         cmap = _ChunkMap(chunks)
-        if self._watch.sampled and c.seed is not None:
+        # the watch is None after a reload that failed (e.g. out of memory): load again
+        if self._watch is None or (self._watch.sampled and c.seed is not None):
             self.reloads += 1
             log.debug("reloading %s: the last transcription sampled", self.model_path.name)
             self._load()

@@ -6,7 +6,9 @@ Times are seconds, rates Hz. The tree mirrors the objects: ``SpeechConfig.vad`` 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from flameqa.configbase import Config
 
@@ -33,17 +35,20 @@ class AsrConfig(Config):
     compute_type: Literal["auto", "int8", "int8_float32", "int8_float16", "int16", "float16", "float32"] = "auto"
     """CTranslate2 precision; auto = int8 on CPU, float16 on CUDA."""
     beam_size: int = 5
-    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    temperature: tuple[Annotated[float, Field(ge=0.0)], ...] = Field((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), min_length=1)
     """Decoding temperatures Whisper tries in turn on a 30-s window: 0 is beam search; where its
     text fails the compression-ratio or log-probability check, the next temperature samples
-    ``best_of`` candidates (faster-whisper's default list). ``(0.0,)`` never samples."""
+    ``best_of`` candidates (faster-whisper's default list). ``(0.0,)`` never samples. The
+    faster-whisper backend only (whisperx decodes at the first temperature)."""
     seed: int | None = 0
     """Seed of CTranslate2's sampling. Unseeded, rebuilding the same input transcribed sampled
     windows differently each time (3 runs of a 3-minute video: 279, 241 and 270 words). CTranslate2
-    seeds a thread's generator once, at its first sample, so the model is reloaded (~0.2 s for
-    tiny.en) before the next transcription whenever one drew samples: each transcription starts
-    from the seed, and a video's words do not depend on what its process transcribed before (a
-    resumed run or another worker count writes the same words). None: unseeded, never reloaded."""
+    seeds a thread's generator once, at its first sample, so the model is reloaded before the next
+    transcription (a window of up to ``window_s``, or a clip) whenever one drew samples: each
+    transcription starts from the seed, and a video's words do not depend on what its process
+    transcribed before (a resumed run or another worker count writes the same words). A reload
+    takes ~0.2 s for tiny.en, seconds for large-v3; ``temperature=[0.0]`` never needs one. None:
+    unseeded, never reloaded."""
     language: str | None = "en"
     """Spoken language (ISO code); None detects it per window (multilingual models only)."""
     cpu_threads: int = 0

@@ -49,8 +49,9 @@ class Stage:
     def check(cls, config: Any) -> None:
         """Fail now, before any stage of the run has worked, if this stage could not start with
         ``config`` (a model file that is missing, cannot be downloaded...). Cheap: resolves files,
-        loads nothing. A model that must be downloaded is downloaded here, once, by the run's
-        process rather than by each worker."""
+        loads nothing. A model that must be downloaded is fetched here, by the run's process, so
+        the workers of the local executor find it in the cache (not called for Ray: its workers
+        may be other machines)."""
 
     def __call__(self, batch: pa.Table, side: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         raise NotImplementedError

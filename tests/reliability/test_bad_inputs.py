@@ -10,7 +10,6 @@ problem (model files: the fit stage refuses to start, earlier tables stay as the
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -155,7 +154,7 @@ def test_bad_model_files_refused(clean_run, bad_corpus: Corpus, tmp_path):
     """Wrong shapes, truncated/malicious pickles, object arrays: the fit stage refuses to start with
     a message naming the file; nothing runs, nothing is written, earlier tables stay intact."""
     from flameqa.config import load_config
-    from flameqa.runner import PreflightError, run_pipeline
+    from flameqa.runner import run_pipeline
 
     work = tmp_path / "work"
     shutil.copytree(clean_run.out, work)
@@ -163,13 +162,8 @@ def test_bad_model_files_refused(clean_run, bad_corpus: Corpus, tmp_path):
     handled = 0
     for k in kinds:
         cfg = load_config(code_root() / "pipelines" / "demo.yaml", [f"fit.model={k.path}", "ingest.videos_per_shard=1"])
-        if not k.path.exists():
-            # a file that is not there is found before any stage starts (runner.preflight)
-            with pytest.raises(PreflightError, match=re.escape(k.path.name)) as e:
-                run_pipeline(cfg, work, stages=["fit", "assemble"], show_progress=False)
-            assert k.reason in str(e.value) and "cannot start" in str(e.value), (k.kind, e.value)
-            handled += 1
-            continue
+        # OUT already holds flame shards (made with another model), so a missing file is only a
+        # warning up front (runner.preflight) and fails the stage's start like the others
         rep = run_pipeline(cfg, work, stages=["fit", "assemble"], show_progress=False)
         st = rep.stages[0]
         assert [s.stage for s in rep.stages] == ["fit"], "stages after a stage that cannot start do not run"

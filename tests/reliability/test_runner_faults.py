@@ -97,3 +97,21 @@ def test_an_input_path_that_does_not_exist_fails_before_any_work(tmp_path):
     r = CliRunner().invoke(app, ["run", str(code_root() / "pipelines" / "demo.yaml"), "--input", str(tmp_path / "videos_typo"), "--out", str(out)])
     assert r.exit_code == 2 and "videos_typo does not exist" in r.output, r.output
     assert not out.exists()
+
+
+def test_preflight_only_warns_where_a_stage_has_completed_shards_and_skips_ray(tmp_path, caplog):
+    """A resumed run, or an OUT copied from another machine, may have nothing left for a stage
+    whose model is missing here: that is a warning, and the stage fails only if it must start.
+    On Ray the workers' machines decide, so the driver checks nothing."""
+    from flameqa.io.schema import conform
+    from flameqa.runner import PreflightError, preflight
+
+    cfg = load_config(None, ["fit.model=/nonexistent/flame2023.pkl"])
+    with pytest.raises(PreflightError, match="stage 'fit' cannot start"):
+        preflight(cfg, ["fit"], tmp_path)
+    sh.write_shard(tmp_path, "flame", 0, conform("flame", []))
+    sh.write_marker(tmp_path, "flame", 0, {"rows": 0})
+    with caplog.at_level("WARNING", logger="flameqa.runner"):
+        preflight(cfg, ["fit"], tmp_path)
+    assert "stage 'fit' cannot start" in caplog.text
+    preflight(load_config(None, ["fit.model=/nonexistent/flame2023.pkl", "runner.executor=ray"]), ["fit"], tmp_path / "fresh")

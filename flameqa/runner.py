@@ -465,13 +465,13 @@ def preflight(cfg: PipelineConfig, names: Sequence[str], out: Path | None = None
     if cfg.runner.executor == "ray":
         return
     for name in names:
+        cls = stage_class(name)
         try:
-            stage_class(name).check(cfg.stage_config(name))
+            cls.check(cfg.stage_config(name))
         except Exception as e:  # noqa: BLE001 - any reason a stage cannot start ends the run here
             log.debug("preflight failure", exc_info=True)
             msg = f"stage {name!r} cannot start: {e}"
-            tables = stage_class(name).output_tables
-            if out is not None and any(sh.completed_shards(out, t) for t in tables):
+            if out is not None and any(sh.completed_shards(out, t) for t in cls.output_tables):
                 log.warning("%s (its shards still to do will fail; completed ones are kept)", msg)
                 continue
             raise PreflightError(msg) from None

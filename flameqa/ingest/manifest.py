@@ -81,12 +81,13 @@ def _expand(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dic
     for item in items:
         s = str(item)
         p = Path(s)
+        url = "://" in s  # neither a pattern (its "?") nor a local path to check
         if p.is_dir():
             files = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTS)
             if not files:
                 log.warning("folder %s holds no video files (%s)", p, ", ".join(sorted(VIDEO_EXTS)))
             rows += [{"uri": str(q)} for q in files]
-        elif "://" not in s and any(ch in s for ch in "*?[") and not p.exists():  # a url's "?" is not a pattern
+        elif not url and any(ch in s for ch in "*?[") and not p.exists():
             found = [{"uri": q} for q in sorted(glob.glob(s, recursive=True)) if Path(q).is_file()]
             if not found:
                 log.warning("pattern %s matches no files", s)
@@ -101,7 +102,7 @@ def _expand(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dic
                 if isinstance(u, str) and u and "://" not in u and not os.path.isabs(u):
                     r["uri"] = str(base / u)
                 rows.append(r)
-        elif "://" not in s and not p.exists():
+        elif not url and not p.exists():
             # a path typed on the command line, not a row of a manifest: a typo should stop the run
             # here, not become one failed row after every stage has run
             raise ManifestError(f"input {s} does not exist (give a video, a folder, a glob or a manifest)")
